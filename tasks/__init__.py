@@ -1,0 +1,24 @@
+"""Spatial reasoning tasks (MVoT MAZE / FROZENLAKE / MINIBEHAVIOR and planning variants).
+
+Pure numpy + pillow (+ gymnasium/minigrid for parity and the environment id); never imports torch.
+
+    >>> import numpy as np, tasks
+    >>> task = tasks.get("maze-mcq-v0")
+    >>> problem = task.generate(np.random.default_rng(0), size=5)
+    >>> task.check(problem, f"The answer is {problem.answer}.").correct
+    True
+"""
+from tasks.core import InvalidLayout, Problem, Score, Task, TraceStep
+from tasks.grid import perturb
+from tasks.maze import MazeMCQ, MazeNav, maze_from_ascii, maze_from_connection_list, maze_from_mvot_info, maze_to_ascii
+from tasks.metrics import Rate, sketch_fidelity, summarize_scores, wilson_interval
+from tasks.registry import get, names, register
+
+for _task in (MazeMCQ(), MazeNav()):
+    register(_task)
+
+__all__ = [
+    "InvalidLayout", "Problem", "Score", "Task", "TraceStep", "Rate", "get", "names", "register", "perturb",
+    "sketch_fidelity", "summarize_scores", "wilson_interval", "maze_from_ascii", "maze_to_ascii",
+    "maze_from_connection_list", "maze_from_mvot_info",
+]

@@ -1,0 +1,100 @@
+"""Question formats shared by the grid worlds: multiple choice (MVoT) and navigation (VPRL / VoT)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from tasks.core import Problem, Score, TraceStep
+from tasks.parsing import action_sentence, parse_actions, parse_option, plan_text
+
+
+class MCQFormat:
+    """Multiple choice: the prompt states an action sequence; the answer is an option letter."""
+
+    kind = "mcq"
+
+    def answer_text(self, letter: str) -> str:
+        return f"The answer is {letter}."
+
+    def parse_answer(self, text: str, options: dict[str, str] | None = None) -> str | None:
+        return parse_option(text, options or self.default_options)
+
+    def check(self, problem: Problem, text: str) -> Score:
+        parsed = self.parse_answer(text, problem.options)
+        return Score(correct=parsed is not None and parsed == problem.answer, parsed=parsed, parse_failed=parsed is None)
+
+    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
+        _check_style(style)
+        state = self.initial_state(problem)
+        steps = []
+        for action in problem.actions:
+            state = self.step(state, action)
+            steps.append(TraceStep(_thought(self, action, state, style), action, state))
+        steps.append(TraceStep(self.answer_text(problem.answer), None, state))
+        return steps
+
+
+class NavFormat:
+    """Navigation / planning: the answer is the action sequence from the start to the goal.
+
+    Subclasses implement ``goal_distance(problem, state)`` (fewest actions to the goal, ``None`` if
+    unreachable) and ``is_goal(problem, state)``."""
+
+    kind = "nav"
+
+    def answer_text(self, actions: Sequence[str]) -> str:
+        return "The answer is: " + (plan_text(actions) if actions else "(no moves).")
+
+    def parse_answer(self, text: str) -> list[str] | None:
+        return parse_actions(text, self.actions)
+
+    def check(self, problem: Problem, text: str) -> Score:
+        plan = self.parse_answer(text)
+        if plan is None:
+            return Score(correct=False, parsed=None, parse_failed=True, progress=0.0, valid=False, reached=False)
+        return self.score_plan(problem, plan)
+
+    def score_plan(self, problem: Problem, plan: Sequence[str]) -> Score:
+        """Exact match (valid, reaches the goal, as short as a shortest plan), progress rate (valid
+        moves that each bring the goal one step closer, counted from the start, over the optimal
+        length), validity (no invalid move) and whether the goal was reached."""
+        state = self.initial_state(problem)
+        optimal = self.goal_distance(problem, state)
+        distance, progress, on_track, valid = optimal, 0, True, True
+        for action in plan:
+            if action not in self.actions or not self.is_valid(state, action):
+                valid = False
+                break
+            state = self.step(state, action)
+            new_distance = self.goal_distance(problem, state)
+            if on_track and new_distance is not None and distance is not None and new_distance == distance - 1:
+                progress += 1
+            else:
+                on_track = False
+            distance = new_distance
+        reached = valid and self.is_goal(problem, state)
+        exact = reached and len(plan) == optimal
+        return Score(correct=exact, parsed=list(plan), progress=progress / optimal if optimal else 1.0, valid=valid, reached=reached)
+
+    def gold_plan(self, problem: Problem) -> list[str]:
+        return parse_actions(problem.answer, self.actions) or []
+
+    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
+        _check_style(style)
+        plan = self.gold_plan(problem)
+        state = self.initial_state(problem)
+        steps = []
+        for action in plan:
+            state = self.step(state, action)
+            steps.append(TraceStep(_thought(self, action, state, style), action, state))
+        steps.append(TraceStep(self.answer_text(plan), None, state))
+        return steps
+
+
+def _check_style(style: str) -> None:
+    if style not in ("visual", "text"):
+        raise ValueError(f"trace style must be 'visual' or 'text', got {style!r}")
+
+
+def _thought(task, action: str, state, style: str) -> str:
+    sentence = action_sentence(action)
+    return sentence if style == "visual" else f"{sentence} {task.describe(state)}"
