@@ -9,12 +9,13 @@ Pure numpy + pillow (+ gymnasium/minigrid for parity and the environment id); ne
     True
 """
 from tasks.core import InvalidLayout, Problem, Score, Task, TraceStep
+from tasks.frozenlake import FrozenLakeMCQ, FrozenLakeNav, validate_desc
 from tasks.grid import perturb
 from tasks.maze import MazeMCQ, MazeNav, maze_from_ascii, maze_from_connection_list, maze_from_mvot_info, maze_to_ascii
 from tasks.metrics import Rate, sketch_fidelity, summarize_scores, wilson_interval
 from tasks.registry import get, names, register
 
-for _task in (MazeMCQ(), MazeNav()):
+for _task in (MazeMCQ(), MazeNav(), FrozenLakeMCQ(), FrozenLakeNav()):
     register(_task)
 
 __all__ = [

@@ -1,6 +1,7 @@
 """Question formats shared by the grid worlds: multiple choice (MVoT) and navigation (VPRL / VoT)."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from tasks.core import Problem, Score, TraceStep
@@ -45,7 +46,11 @@ class NavFormat:
         return "The answer is: " + (plan_text(actions) if actions else "(no moves).")
 
     def parse_answer(self, text: str) -> list[str] | None:
-        return parse_actions(text, self.actions)
+        """Actions named in ``text``; ``[]`` for an explicit "no moves"; ``None`` if unparseable."""
+        plan = parse_actions(text, self.actions)
+        if plan is None and isinstance(text, str) and re.search(r"\bno (moves?|actions?)\b", text, re.IGNORECASE):
+            return []
+        return plan
 
     def check(self, problem: Problem, text: str) -> Score:
         plan = self.parse_answer(text)

@@ -385,7 +385,7 @@ class MazeMCQ(MCQFormat, MazeWorld):
             if not self.is_valid(end, action):
                 raise InvalidLayout(f"action {i} ({action!r}) walks into a wall at {end.agent}")
             end = self.step(end, action)
-        answer = end.mark_at(end.agent)
+        answer = self.answer_for(end)
         if answer not in tuple("ABCD"):
             raise InvalidLayout(f"the action sequence ends at {end.agent}, which is not a candidate cell")
         prompt = self.prompt(layout.size, actions)
@@ -394,6 +394,10 @@ class MazeMCQ(MCQFormat, MazeWorld):
             options=dict(self.default_options), actions=actions,
             meta={"size": layout.size, "path_length": len(actions), **(meta or {})},
         )
+
+    def answer_for(self, state: MazeState) -> str | None:
+        """The candidate the agent stands on, if any."""
+        return state.mark_at(state.agent)
 
     def prompt(self, size: int, actions: Sequence[str]) -> str:
         legend = ", ".join(f"{k} is the {MARK_NAMES[k]} cell" for k in "ABCD")

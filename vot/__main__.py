@@ -1,0 +1,3 @@
+from vot.cli import main
+
+raise SystemExit(main())
