@@ -54,6 +54,8 @@ def nearest_kind(means: np.ndarray, palette: Sequence[Colour]) -> np.ndarray:
 
 def grid_size_from_image(image: Image.Image, cell_px: int) -> int:
     """Side (in cells) of a square grid image; raises on non-square or non-multiple sizes."""
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"expected a PIL.Image, got {type(image).__name__}")
     width, height = image.size
     if width != height or width % cell_px:
         raise ValueError(f"expected a square image with side a multiple of {cell_px} px, got {width}x{height}")

@@ -213,6 +213,15 @@ def maze_from_connection_list(connections) -> MazeLayout:
     return MazeLayout(n, right, down)
 
 
+def maze_to_connection_list(layout: MazeLayout) -> np.ndarray:
+    """maze-dataset's ``connection_list`` (bool (2, n, n): [0] open below, [1] open right)."""
+    n = layout.size
+    connections = np.zeros((2, n, n), dtype=bool)
+    connections[0, : n - 1] = np.asarray(layout.open_down, dtype=bool).reshape(n - 1, n)
+    connections[1, :, : n - 1] = np.asarray(layout.open_right, dtype=bool).reshape(n, n - 1)
+    return connections
+
+
 def maze_from_mvot_info(maze_info: Sequence | str, size: int | None = None) -> MazeLayout:
     """Layout from an MVoT maze record's ``maze_info``: n*n "open below" flags then n*n "open
     right" flags, row-major, as T/F letters or booleans."""
@@ -353,14 +362,13 @@ class MazeMCQ(MCQFormat, MazeWorld):
     id = "maze-mcq-v0"
     description = "MVoT MAZE: follow a stated action sequence from the red start; which candidate A-D is the destination?"
     default_options = {k: f"{MARK_NAMES[k]} cell" for k in "ABCD"}
+    min_size = 3  # a start and four candidates need five cells
 
     def generate(self, rng: np.random.Generator, size: int) -> Problem:
         """Random perfect maze; four candidate cells chosen first, the gold one uniformly among them,
         and the action sequence is the shortest path to it (so no heuristic that ignores the
         actions beats chance)."""
         self.check_size(size)
-        if size * size < 5:
-            raise ValueError(f"{self.id}: size {size} has too few cells for a start and four candidates")
         layout = random_maze(rng, size)
         cells = [(r, c) for r in range(size) for c in range(size)]
         chosen = rng.choice(len(cells), size=5, replace=False)

@@ -13,24 +13,28 @@ def _after_last_marker(text: str) -> str:
 
 
 def parse_option(text: str, options: dict[str, str]) -> str | None:
-    """Option letter named by ``text``: "The answer is B.", "(b)", "B", or the option's own words
-    ("Success"). Looks after the last "answer is" when present. ``None`` if absent or ambiguous."""
+    """Option letter named by ``text``: "The answer is B.", "(C)", "[a]", "B", or the option's own
+    words ("Success"). Reads what follows the last "answer is" when present; ``None`` if absent or
+    ambiguous ("A or B")."""
     if not isinstance(text, str) or not text.strip():
         return None
     tail = _after_last_marker(text)
     letters = "".join(options)
-    letter = re.match(rf"\s*[\(\[\"']?\s*([{letters}])(?![A-Za-z])", tail) or re.match(
-        rf"\s*[\(\[]([{letters.lower()}])[\)\]]", tail
-    )
-    if letter:
-        return letter.group(1).upper()
+    standalone = rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])"
+    first_sentence = re.split(r"[.\n!?;]", tail.strip(), maxsplit=1)[0]
+    named = set(re.findall(standalone, first_sentence))
+    if len(named) > 1:
+        return None
+    if named:
+        return named.pop()
+    bracketed = re.search(rf"[\(\[]([{letters.lower()}])[\)\]]", first_sentence)
+    if bracketed:
+        return bracketed.group(1).upper()
     found = {key for key, words in options.items() if re.search(rf"\b{re.escape(words)}\b", tail, re.IGNORECASE)}
     if len(found) == 1:
         return found.pop()
-    standalone = set(re.findall(rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])", tail))
-    if len(standalone) == 1:
-        return standalone.pop()
-    return None
+    anywhere = set(re.findall(standalone, tail))
+    return anywhere.pop() if len(anywhere) == 1 else None
 
 
 def parse_actions(text: str, vocabulary: Sequence[str]) -> list[str] | None:

@@ -1,0 +1,62 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from vot.cli import main
+from vot.data import read_problems
+
+
+def test_vot_tasks_lists_every_task(capsys):
+    import tasks
+
+    assert main(["tasks"]) == 0
+    out = capsys.readouterr().out
+    for name in tasks.names():
+        assert name in out
+
+
+def test_vot_data_writes_jsonl_and_pngs(tmp_path):
+    assert main(["data", "maze-mcq-v0", "--split", "test", "--size", "3,5", "--count", "4", "--seed", "2", "--out", str(tmp_path)]) == 0
+    lines = (tmp_path / "problems.jsonl").read_text().splitlines()
+    assert len(lines) == 8
+    records = [json.loads(line) for line in lines]
+    assert {r["meta"]["size"] for r in records} == {3, 5}
+    for record in records:
+        assert (tmp_path / record["image"]).is_file()
+        assert set(record) >= {"schema", "id", "task", "prompt", "state", "answer", "options", "actions", "meta", "image"}
+    problems = read_problems(tmp_path / "problems.jsonl")
+    from PIL import Image
+
+    import numpy as np
+
+    assert np.array_equal(np.asarray(Image.open(tmp_path / records[0]["image"])), np.asarray(problems[0].image))
+
+
+def test_vot_bench_reference_gold_scores_100(tmp_path, capsys):
+    assert main(["bench", "frozenlake-mcq", "--size", "3", "--count", "10", "--out", str(tmp_path)]) == 0
+    assert "REFERENCE" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["metrics"]["3"]["accuracy"]["value"] == 1.0
+    assert summary["reference_components"] is True
+    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 10
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "sokoban"], "unknown task 'sokoban'; registered tasks:"),
+        (["bench", "maze", "--policy", "psychic"], "unknown policy"),
+        (["bench", "maze", "--size", "99"], "size must be an integer"),
+        (["data", "maze-nav", "--size", "2", "--count", "500", "--out", "unused"], "distinct test problems"),
+    ],
+)
+def test_bad_input_fails_clearly(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_console_script_entry_point_runs():
+    result = subprocess.run([sys.executable, "-m", "vot", "tasks"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "maze-mcq-v0" in result.stdout
