@@ -11,15 +11,26 @@ Pure numpy + pillow (+ gymnasium/minigrid for parity and the environment id); ne
 from tasks.core import InvalidLayout, Problem, Score, Task, TraceStep
 from tasks.frozenlake import FrozenLakeMCQ, FrozenLakeNav, validate_desc
 from tasks.grid import perturb
-from tasks.maze import MazeMCQ, MazeNav, maze_from_ascii, maze_from_connection_list, maze_from_mvot_info, maze_to_ascii
+from tasks.maze import (
+    MazeLayout, MazeMCQ, MazeNav, maze_from_ascii, maze_from_connection_list, maze_from_mvot_info, maze_to_ascii,
+    maze_to_connection_list,
+)
+from tasks.minibehavior import MiniBehaviorMCQ, MiniBehaviorNav
 from tasks.metrics import Rate, sketch_fidelity, summarize_scores, wilson_interval
 from tasks.registry import get, names, register
 
-for _task in (MazeMCQ(), MazeNav(), FrozenLakeMCQ(), FrozenLakeNav()):
+for _task in (MazeMCQ(), MazeNav(), FrozenLakeMCQ(), FrozenLakeNav(), MiniBehaviorMCQ(), MiniBehaviorNav()):
     register(_task)
+
+try:  # the gymnasium env id; minigrid is imported only when the env is made
+    import gymnasium as _gym
+except ImportError:  # pragma: no cover
+    _gym = None
+if _gym is not None and "vot/MiniBehavior-InstallingAPrinter-v0" not in _gym.registry:
+    _gym.register("vot/MiniBehavior-InstallingAPrinter-v0", entry_point="tasks.minibehavior_env:InstallingAPrinterEnv")
 
 __all__ = [
     "InvalidLayout", "Problem", "Score", "Task", "TraceStep", "Rate", "get", "names", "register", "perturb",
     "sketch_fidelity", "summarize_scores", "wilson_interval", "maze_from_ascii", "maze_to_ascii",
-    "maze_from_connection_list", "maze_from_mvot_info",
+    "maze_from_connection_list", "maze_from_mvot_info", "maze_to_connection_list", "MazeLayout", "validate_desc",
 ]
