@@ -267,22 +267,20 @@ class MazeWorld(Task):
     def read(self, image: Image.Image) -> MazeState:
         n = grid.grid_size_from_image(image, CELL_PX)
         array = grid.to_array(image)  # (8n, 8n, 3)
-        kinds = grid.nearest_kind(grid.cell_means(array, n, n, CELL_PX, margin=2), PALETTE)  # (n, n)
-        fills = grid.cell_means(array, n, n, CELL_PX, margin=2).mean(-1)  # (n, n) brightness
+        means = grid.cell_means(array, n, n, CELL_PX, margin=2)  # (n, n, 3)
+        kinds = grid.nearest_kind(means, PALETTE)  # (n, n)
+        fills = means.mean(-1)  # (n, n) brightness
         px = CELL_PX
-        right = [[False] * (n - 1) for _ in range(n)]
-        down = [[False] * n for _ in range(n - 1)]
-        for r in range(n):
-            for c in range(n - 1):
-                x = px * (c + 1)
-                border = array[px * r + 2 : px * (r + 1) - 2, x - 1 : x + 1].mean()
-                right[r][c] = _is_open(border, (fills[r, c] + fills[r, c + 1]) / 2)
-        for r in range(n - 1):
-            for c in range(n):
-                y = px * (r + 1)
-                border = array[y - 1 : y + 1, px * c + 2 : px * (c + 1) - 2].mean()
-                down[r][c] = _is_open(border, (fills[r, c] + fills[r + 1, c]) / 2)
-        layout = MazeLayout(n, tuple(map(tuple, right)), tuple(map(tuple, down)))
+        if n > 1:
+            lines = np.stack([px * k + offset for k in range(1, n) for offset in (-1, 0)])  # (2(n-1),) border pixels
+            middle = (np.arange(n)[:, None] * px + np.arange(2, px - 2)).reshape(-1)  # (4n,) central rows of each cell
+            vertical = array[middle][:, lines].reshape(n, px - 4, n - 1, 2, 3).mean(axis=(1, 3, 4))  # (n, n-1)
+            horizontal = array[lines][:, middle].reshape(n - 1, 2, n, px - 4, 3).mean(axis=(1, 3, 4))  # (n-1, n)
+            right = _is_open(vertical, (fills[:, :-1] + fills[:, 1:]) / 2).tolist()
+            down = _is_open(horizontal, (fills[:-1] + fills[1:]) / 2).tolist()
+        else:
+            right, down = [[]], []
+        layout = MazeLayout(n, tuple(tuple(map(bool, row)) for row in right), tuple(tuple(map(bool, row)) for row in down))
         agents, visited, marks = [], set(), []
         for r in range(n):
             for c in range(n):
@@ -348,7 +346,7 @@ def _distances_to(layout: MazeLayout, goal: Cell) -> dict[Cell, int]:
     return layout.distances(goal)
 
 
-def _is_open(border: float, neighbour_fill: float) -> bool:
+def _is_open(border, neighbour_fill):
     """A border is open (white) or a wall (black). Blur mixes in about a third of the neighbouring
     fills, so compare against the midpoint of the two expectations."""
     return border > 0.35 * neighbour_fill + 0.325

@@ -1,104 +1,311 @@
-"""``vot bench``: evaluate a policy on a task's test problems and write a run directory.
+"""``vot bench``: run strategies over a task's test problems and write a run directory.
 
-Until learned models ship, the policies here are *reference* components: the gold trace (an upper
-bound that must score 100%) and the trivial baselines (which must score at chance). Every output
-says so.
+The run directory holds ``config.json``, ``results.jsonl`` (one line per chain, flushed one batch
+of problems at a time, so ``--resume`` loses nothing finished), ``sketches/``, ``summary.json``,
+``scaling.png`` + ``scaling.json`` and ``report.html``.
+
+Strategies come in two kinds. *Sampling* strategies (best_of_n, weighted_best_of_n,
+self_consistency) are read off one pool of N_max chains per problem by subsampling every k.
+*Search* strategies (greedy, beam, dvts, refine, adaptive) are run at each N.
 """
 from __future__ import annotations
 
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 import tasks
-from tasks import baselines
-from tasks.metrics import summarize_scores
+from tasks.metrics import rate
 from tasks.splits import generate_split
+from vot.chain import ChainLog
+from vot.components import REFERENCE, build_reasoner, check_names
+from vot.scaling import curves, powers_of_two, summarize_curves
+from vot.strategies import STRATEGIES, make_config, run_strategy
+from vot.verifiers import VERIFIERS, ConfidenceVerifier, ConsistencyVerifier, get_verifier
 
-REFERENCE_POLICIES = ("gold", "random_option", "always_a", "copy_start", "empty_plan")
+SAMPLING = ("best_of_n", "weighted_best_of_n", "self_consistency")
+SEARCH = ("greedy", "beam", "dvts", "refine", "adaptive")
+CURVE_OF = {"best_of_n": "best_of_k/{v}", "weighted_best_of_n": "weighted@k/{v}", "self_consistency": "maj@k"}
 
 
 @dataclass
 class BenchConfig:
+    """Everything that determines a run's results (``out`` and ``resume`` do not)."""
+
     task: str
-    policy: str = "gold"
+    policy: str = "simulated"
+    sketcher: str = "oracle"
+    encoder: str = "pixel"
+    error_rate: float = 0.3
+    strategies: list[str] = field(default_factory=lambda: ["greedy", "best_of_n", "weighted_best_of_n", "self_consistency"])
+    verifier: str = "consistency"
+    n: list[int] = field(default_factory=lambda: [1, 4, 16])
+    settings: dict = field(default_factory=dict)  # strategy settings: width, rounds, threshold, window, margin, aggregate
     sizes: list[int] | None = None
-    count: int = 50
+    count: int = 20
     seed: int = 0
-    split: str = "test"
+    max_steps: int = 64
+    device: str = "auto"
+    batch: int = 32
     out: str | None = None
+    resume: bool = False
+
+    def identity(self) -> dict:
+        record = asdict(self)
+        record.pop("out"), record.pop("resume"), record.pop("batch")
+        return record
 
 
-def reference_policy(name: str, task: tasks.Task, seed: int) -> Callable[[tasks.Problem], str]:
-    """Answer function of a reference policy; raises ValueError naming the valid choices."""
-    if name == "gold":
-        return lambda problem: task.trace(problem)[-1].thought
-    if name == "random_option":
-        if task.kind != "mcq":
-            raise ValueError(f"policy 'random_option' needs a multiple-choice task, {task.id} is {task.kind}")
-        rng = np.random.default_rng(seed)
-        return lambda problem: baselines.random_option(problem, rng)
-    if name in ("always_a", "copy_start", "empty_plan"):
-        if name == "always_a" and task.kind != "mcq":
-            raise ValueError(f"policy 'always_a' needs a multiple-choice task, {task.id} is {task.kind}")
-        return getattr(baselines, name)
-    raise ValueError(f"unknown policy {name!r}; available: {', '.join(REFERENCE_POLICIES)}")
-
-
-def run_bench(config: BenchConfig) -> dict:
-    """Run the benchmark described by ``config``; returns the summary written to ``summary.json``."""
+def validate(config: BenchConfig) -> tasks.Task:
+    """Every check that can fail, before any work starts."""
     task = tasks.get(config.task)
-    answer = reference_policy(config.policy, task, config.seed)
-    sizes = config.sizes or list(task.in_distribution + task.out_of_distribution)
-    for size in sizes:
+    config.task = task.id
+    check_names(config.policy, config.sketcher, config.encoder)
+    for name in config.strategies:
+        if name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
+    if config.verifier not in VERIFIERS or config.verifier in ("oracle", "vote"):
+        raise ValueError(f"--verifier must be a non-oracle step-level verifier (consistency, confidence), got {config.verifier!r}")
+    if not config.n or any(n < 1 for n in config.n):
+        raise ValueError(f"--n must list positive integers, got {config.n}")
+    if config.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {config.device!r}")
+    if config.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but no CUDA device is available")
+    for size in config.sizes or []:
         task.check_size(size)
-    out = Path(config.out or f"runs/{task.id}-{config.policy}-seed{config.seed}")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"vot bench {task.id}: policy '{config.policy}' is a REFERENCE component (no learned models yet)")
+    for name in config.strategies:
+        if name in SEARCH and name != "greedy":
+            for n in config.n:
+                _search_config(name, n, config.settings)  # raises on a bad N or setting
+    used = {key for name in config.strategies for key in _settings_of(name)}
+    unused = sorted(set(config.settings) - used)
+    if unused:
+        raise ValueError(f"setting(s) {unused} are not used by the chosen strategies {config.strategies}")
+    return task
+
+
+def _settings_of(name: str) -> set[str]:
+    from dataclasses import fields
+
+    return {f.name for f in fields(STRATEGIES[name][1])} - {"n"}
+
+
+def _search_config(name: str, n: int, settings: dict):
+    values = {k: v for k, v in settings.items() if k in _settings_of(name)}
+    config = make_config(name, n=n, **values)
+    width = getattr(config, "width", None)
+    if width is not None and n % width:
+        raise ValueError(f"{name} cannot take n={n}: n must be a multiple of width={width}")
+    return config
+
+
+def _groups(config: BenchConfig) -> list[tuple[str, int]]:
+    groups = []
+    if "greedy" in config.strategies:
+        groups.append(("greedy", 1))
+    groups += [(name, n) for name in config.strategies if name in SEARCH and name != "greedy" for n in config.n]
+    return groups
+
+
+def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
+    """Run (or resume) the benchmark; returns the summary written to ``summary.json``."""
+    task = validate(config)
+    out = Path(config.out or f"runs/{task.id}-{config.policy}-{config.sketcher}-seed{config.seed}")
+    log = ChainLog(out)
+    _prepare_run_dir(out, log, config)
+    sizes = config.sizes or list(task.in_distribution + task.out_of_distribution)
+    problems = [p for size in sizes for p in generate_split(task, "test", size, config.count, config.seed)]
+    done = log.compact() if config.resume else set()
+    todo = [p for p in problems if p.id not in done]
+    reference = sorted({config.policy, config.sketcher, config.encoder} & REFERENCE)
+    print(f"vot bench {task.id}: {len(problems)} problems ({len(done)} already done), policy={config.policy}, "
+          f"sketcher={config.sketcher}, encoder={config.encoder}; REFERENCE components: {', '.join(reference) or 'none'}")
+    reasoner = build_reasoner(task.id, policy=config.policy, sketcher=config.sketcher, encoder=config.encoder,
+                              error_rate=config.error_rate, seed=config.seed, max_steps=config.max_steps)
+    selector = get_verifier(config.verifier)
     started = time.perf_counter()
-    by_size = {}
-    with (out / "results.jsonl").open("w") as results:
-        for size in sizes:
-            scores = []
-            for problem in generate_split(task, config.split, size, config.count, config.seed):
-                text = answer(problem)
-                score = task.check(problem, text)
-                scores.append(score)
-                results.write(json.dumps({"problem": problem.id, "size": size, "answer": text, "score": asdict(score)}) + "\n")
-                results.flush()
-            by_size[size] = summarize_scores(scores)
-    summary = {
-        "config": asdict(config) | {"sizes": sizes},
-        "reference_components": True,
-        "task": task.id,
-        "versions": {"vot": __import__("vot").__version__, "python": platform.python_version(), "numpy": np.__version__},
-        "wall_seconds": time.perf_counter() - started,
-        "metrics": {str(size): _jsonable(metrics) for size, metrics in by_size.items()},
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    _print_table(task, by_size)
-    print(f"wrote {out / 'results.jsonl'} and {out / 'summary.json'}")
+    batches = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
+    for batch in _progress(batches, progress):
+        _run_batch(batch, reasoner, selector, config, log)
+    summary = summarize_run(out, config, problems, wall_seconds=time.perf_counter() - started)
+    print(format_table(summary))
+    print(f"wrote {out}/results.jsonl, summary.json, scaling.png, report.html")
     return summary
 
 
-def _jsonable(metrics: dict) -> dict:
-    return {key: value.to_json() if hasattr(value, "to_json") else value for key, value in metrics.items()}
+def _prepare_run_dir(out: Path, log: ChainLog, config: BenchConfig) -> None:
+    saved = out / "config.json"
+    if saved.exists():
+        previous = json.loads(saved.read_text())
+        if not config.resume:
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        if previous != config.identity():
+            changed = sorted(k for k in set(previous) | set(config.identity()) if previous.get(k) != config.identity().get(k))
+            raise ValueError(f"--resume: {out} was written by a different config (differs in {changed})")
+    elif log.path.exists() and log.records():
+        raise ValueError(f"{out} has results but no config.json; refusing to mix runs")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(config.identity(), indent=2, sort_keys=True))
 
 
-def _print_table(task: tasks.Task, by_size: dict) -> None:
-    header = "size  accuracy (95% CI)                   parse-fail"
-    if task.kind == "nav":
-        header = "size  exact match (95% CI)                progress  validity"
-    print(header)
-    for size, metrics in by_size.items():
-        line = f"{size:>4}  {str(metrics['accuracy']):<36}"
-        if task.kind == "nav":
-            line += f"{metrics['progress_rate']:>8.3f}  {metrics['validity'].value:>8.3f}"
+def _progress(items, enabled):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    enabled = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(items, desc="problem batches", disable=not enabled)
+
+
+def _run_batch(batch, reasoner, selector, config: BenchConfig, log: ChainLog) -> None:
+    task = tasks.get(config.task)
+    records: dict[str, list] = {p.id: [] for p in batch}
+    sampling = [s for s in config.strategies if s in SAMPLING]
+    if sampling:
+        n_max = max(config.n)
+        pools = reasoner.run(batch, n_max)
+        scorers = [ConsistencyVerifier(), ConfidenceVerifier()]
+        for problem, chains in zip(batch, pools):
+            for chain in chains:
+                scores = {v.label: v.score(problem, chain, chains, _aggregate(config)) for v in scorers}
+                records[problem.id].append((_record(problem, chain, "pool", n_max, "none", False, None, task) | {"chain_scores": scores}, chain))
+    for name, n in _groups(config):
+        if name == "greedy":
+            results = run_strategy("greedy", batch, reasoner, selector)
         else:
-            line += f"{metrics['parse_failure'].value:>10.3f}"
-        print(line)
+            values = asdict(_search_config(name, n, config.settings))
+            results = run_strategy(name, batch, reasoner, selector, **values)
+        for problem, result in zip(batch, results):
+            correct = result.answer is not None and task.check(problem, result.answer).correct
+            summary = {"answer": result.answer, "correct": correct, "chains_used": result.chains_used,
+                       "compute": asdict(result.compute)}
+            for i, chain in enumerate(result.chains):
+                records[problem.id].append((_record(problem, chain, name, n, result.verifier, i == result.selected, summary, task), chain))
+    for problem in batch:
+        pairs = records[problem.id]
+        log.write_problem([r for r, _ in pairs], [c for _, c in pairs])
+
+
+def _aggregate(config: BenchConfig) -> str:
+    return config.settings.get("aggregate", "min")
+
+
+def _record(problem, chain, strategy, n, verifier, selected, result, task) -> dict:
+    correct = chain.answer is not None and task.check(problem, chain.answer).correct
+    return {"problem_id": problem.id, "size": problem.meta["size"], "strategy": strategy, "n": n,
+            "verifier": verifier, "selected": selected, "correct": correct, "result": result}
+
+
+def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float = 0.0) -> dict:
+    """Metrics from ``results.jsonl`` (in problem order, so a resumed run summarizes identically)."""
+    from vot.report import write_report, write_scaling_plot
+
+    task = tasks.get(config.task)
+    records = ChainLog(out).records()
+    order = {p.id: i for i, p in enumerate(problems)}
+    records.sort(key=lambda r: (order.get(r["problem_id"], len(order)), r["strategy"], r["n"], r["chain"]["sample"]))
+    metrics: dict = {}
+    by_group: dict[str, dict[str, dict]] = {}
+    for record in records:
+        if record["result"] is not None:
+            by_group.setdefault(f"{record['strategy']}@{record['n']}", {})[record["problem_id"]] = record["result"] | {"size": record["size"]}
+    for group, results in by_group.items():
+        values = list(results.values())
+        metrics[group] = {
+            "accuracy": rate(v["correct"] for v in values).to_json(),
+            "by_size": {str(s): rate(v["correct"] for v in values if v["size"] == s).to_json()
+                        for s in sorted({v["size"] for v in values})},
+            "mean_compute": {k: float(np.mean([v["compute"][k] for v in values])) for k in values[0]["compute"] if k != "wall_seconds"},
+            "mean_chains": float(np.mean([v["chains_used"] for v in values])),
+        }
+    curve_summary = _pool_curves(records, config, task)
+    for name in config.strategies:
+        if name in SAMPLING:
+            curve = curve_summary.get(CURVE_OF[name].format(v=config.verifier), {})
+            for n in config.n:
+                if str(n) in curve:
+                    metrics[f"{name}@{n}"] = {"accuracy": curve[str(n)], "subsampled_from": max(config.n)}
+    import vot
+
+    summary = {
+        "schema": "vot.summary/1",
+        "config": config.identity(),
+        "reference_components": sorted({config.policy, config.sketcher, config.encoder} & REFERENCE),
+        "selection_verifier": config.verifier,
+        "versions": _versions(),
+        "device": _device(config.device),
+        "attention_backend": "n/a (no diffusion model in this run)" if config.sketcher in ("oracle", "blank") else "unknown",
+        "problems": len(problems),
+        "metrics": metrics,
+        "curves": curve_summary,
+        "timing": {"wall_seconds": wall_seconds},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_scaling_plot(out, summary)
+    write_report(out, summary, records, problems)
+    return summary
+
+
+def _pool_curves(records, config: BenchConfig, task) -> dict:
+    from vot.scaling import ScoredPool
+
+    pools: dict[str, list] = {}
+    for record in records:
+        if record["strategy"] == "pool":
+            pools.setdefault(record["problem_id"], []).append(record)
+    if not pools:
+        return {}
+    scored = []
+    for chains in pools.values():
+        keys = []
+        for r in chains:
+            parsed = task.parse_answer(r["chain"]["answer"]) if r["chain"]["answer"] is not None else None
+            keys.append(tuple(parsed) if isinstance(parsed, list) else parsed)
+        labels = chains[0]["chain_scores"].keys()
+        scored.append(ScoredPool(keys, np.array([r["correct"] for r in chains]),
+                                 {label: np.array([r["chain_scores"][label] for r in chains]) for label in labels}))
+    rng = np.random.default_rng([config.seed, 2024])
+    return summarize_curves(curves(scored, powers_of_two(max(config.n)), rng), rng)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    import vot
+
+    versions = {"vot": vot.__version__, "python": platform.python_version()}
+    for package in ("numpy", "torch", "diffusers", "transformers", "accelerate", "pillow", "gymnasium", "minigrid"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def _device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def format_table(summary: dict) -> str:
+    lines = [f"{'strategy@N':<28} {'accuracy [95% CI]':<26} {'n':>5}  mean policy tokens / sketches"]
+    for group, m in summary["metrics"].items():
+        a = m["accuracy"]
+        compute = m.get("mean_compute")
+        extra = f"{compute['policy_tokens']:.0f} / {compute['sketches']:.1f}" if compute else f"(subsampled from N={m['subsampled_from']})"
+        lines.append(f"{group:<28} {100 * a['value']:5.1f}% [{100 * a['low']:5.1f}, {100 * a['high']:5.1f}]   {a['n']:>5}  {extra}")
+    passk = summary["curves"].get("pass@k/oracle")
+    if passk:
+        lines.append("oracle pass@k (not a selection): " + ", ".join(f"k={k}: {100 * v['value']:.1f}%" for k, v in passk.items()))
+    return "\n".join(lines)

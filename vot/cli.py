@@ -35,12 +35,39 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _settings(text: str) -> dict:
+    settings = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"settings are key=value pairs, got {item!r}")
+        try:
+            settings[key] = int(value)
+        except ValueError:
+            try:
+                settings[key] = float(value)
+            except ValueError:
+                settings[key] = value
+    return settings
+
+
 def _cmd_bench(args) -> int:
     from vot.bench import BenchConfig, run_bench
 
-    config = BenchConfig(task=args.task, policy=args.policy, sizes=args.size, count=args.count, seed=args.seed,
-                         split=args.split, out=args.out)
+    config = BenchConfig(
+        task=args.task, policy=args.policy, sketcher=args.sketcher, encoder=args.encoder, error_rate=args.error_rate,
+        strategies=[s for s in args.strategy.split(",") if s], verifier=args.verifier, n=args.n, settings=args.set,
+        sizes=args.size, count=args.count, seed=args.seed, max_steps=args.max_steps, device=args.device,
+        batch=args.batch, out=args.out, resume=args.resume,
+    )
     run_bench(config)
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from vot.show import show_run
+
+    print(show_run(args.run_dir, args.problem, args.strategy))
     return 0
 
 
@@ -60,15 +87,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(run=_cmd_data)
 
-    p = commands.add_parser("bench", help="evaluate a policy on a task's test problems")
+    p = commands.add_parser("bench", help="run test-time strategies on a task's test problems")
     p.add_argument("task")
-    p.add_argument("--policy", default="gold", help="reference policy: gold, random_option, always_a, copy_start, empty_plan")
+    p.add_argument("--policy", default="simulated", help="policy: simulated (reference)")
+    p.add_argument("--sketcher", default="oracle", help="sketcher: oracle or blank (reference)")
+    p.add_argument("--encoder", default="pixel", help="vision encoder: pixel (reference) or none")
+    p.add_argument("--error-rate", type=float, default=0.3, help="chain error rate of the simulated policy")
+    p.add_argument("--strategy", default="greedy,best_of_n,weighted_best_of_n,self_consistency",
+                   help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive")
+    p.add_argument("--verifier", default="consistency", help="selection verifier: consistency or confidence")
+    p.add_argument("--n", type=_sizes, default=[1, 4, 16], help="chains per problem, e.g. 1,4,16")
+    p.add_argument("--set", type=_settings, default={}, help="strategy settings, e.g. width=4,rounds=2,margin=4")
     p.add_argument("--size", type=_sizes, default=None, help="sizes (default: the task's benchmark sizes)")
-    p.add_argument("--count", type=int, default=50, help="problems per size")
+    p.add_argument("--count", type=int, default=20, help="problems per size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--out", default=None, help="run directory (default runs/<task>-<policy>-seed<seed>)")
+    p.add_argument("--max-steps", type=int, default=64)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--batch", type=int, default=32, help="problems advanced together (and flushed together)")
+    p.add_argument("--out", default=None, help="run directory (default runs/<task>-<policy>-<sketcher>-seed<seed>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished problems")
     p.set_defaults(run=_cmd_bench)
+
+    p = commands.add_parser("show", help="print a chain of a run directory in the terminal")
+    p.add_argument("run_dir")
+    p.add_argument("--problem", default=None, help="problem id (default: the first problem)")
+    p.add_argument("--strategy", default=None, help="strategy@N group to show (default: all)")
+    p.set_defaults(run=_cmd_show)
     return parser
 
 

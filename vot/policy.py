@@ -1,0 +1,155 @@
+"""The Policy protocol and the reference `SimulatedPolicy`.
+
+A policy keeps one *context* per chain (for a language model: its KV cache). The loop calls
+``begin`` once (prefill prompt + initial image), then alternates ``think`` (sample until a sketch
+request or an answer) and ``observe`` (append the new sketch's vision tokens). ``fork`` copies a
+context so search strategies can branch a partial chain.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+from PIL import Image
+
+import tasks
+from tasks import Problem
+
+
+@dataclass
+class Thought:
+    """What one ``think`` call produced for one chain."""
+
+    text: str
+    logprobs: list[float]
+    is_answer: bool
+
+
+@runtime_checkable
+class Policy(Protocol):
+    label: str
+
+    def begin(self, problems: Sequence[Problem], samples: Sequence[int], *, greedy: bool = False) -> list[Any]:
+        """One context per (problems[i], samples[i]) pair: the prompt and initial image prefilled."""
+
+    def think(self, contexts: Sequence[Any]) -> list[Thought]:
+        """Next thought of every context (batched)."""
+
+    def observe(self, contexts: Sequence[Any], images: Sequence[Image.Image], tokens: torch.Tensor | None) -> None:
+        """Append each new sketch (and its vision tokens, (B, T, D)) to its context."""
+
+    def fork(self, context: Any, branch: int) -> Any:
+        """An independent copy of ``context`` whose future samples differ by ``branch``."""
+
+
+@dataclass
+class _SimContext:
+    problem: Problem
+    task: Any
+    gold: list  # gold visual trace (TraceStep)
+    lineage: tuple[int, ...]  # sample index, then one entry per fork
+    step: int = 0
+    erred: bool = False
+    said: list[str] = field(default_factory=list)  # actions named so far
+    last_image: Image.Image | None = field(default=None, repr=False)
+
+
+class SimulatedPolicy:
+    """REFERENCE: follows the gold trace but makes controlled random mistakes.
+
+    Each thought (every action step and the final answer) is wrong independently with probability
+    ``q``, chosen so that a chain is wrong with probability ``error_rate``:
+    ``(1 - q) ** (steps + 1) = 1 - error_rate``. A wrong action step names a different action (the
+    chain then goes on with the stated actions, from wherever its imagination put it); the answer of
+    a chain that erred anywhere is a wrong option (the one its last sketch shows, if that is wrong,
+    else a random wrong one); an answer-step slip alone names a random wrong option. Token
+    log-probs are drawn lower for wrong thoughts (``confidence_gap`` nats on average), a noisy
+    signal for the confidence verifier. All randomness is keyed on (seed, problem id, lineage,
+    step): results do not depend on batching, order or resuming.
+    """
+
+    label = "simulated"
+
+    def __init__(self, error_rate: float = 0.3, seed: int = 0, confidence_gap: float = 1.0):
+        if not 0.0 <= error_rate < 1.0:
+            raise ValueError(f"error_rate must be in [0, 1), got {error_rate}")
+        self.error_rate, self.seed, self.confidence_gap = error_rate, seed, confidence_gap
+
+    def begin(self, problems, samples, *, greedy=False):
+        if len(problems) != len(samples):
+            raise ValueError(f"got {len(problems)} problems but {len(samples)} sample indices")
+        contexts = []
+        for problem, sample in zip(problems, samples):
+            task = tasks.get(problem.task)
+            contexts.append(_SimContext(problem, task, task.trace(problem, "visual"), (int(sample),), last_image=problem.image))
+        return contexts
+
+    def fork(self, context: _SimContext, branch: int) -> _SimContext:
+        return _SimContext(context.problem, context.task, context.gold, context.lineage + (int(branch),),
+                           context.step, context.erred, list(context.said), context.last_image)
+
+    def _rng(self, context: _SimContext) -> np.random.Generator:
+        key = zlib.crc32(context.problem.id.encode())
+        return np.random.default_rng([self.seed, key, context.step, *context.lineage])
+
+    def _step_error(self, context: _SimContext) -> float:
+        steps = len(context.gold)  # action steps + the answer
+        return 1.0 - (1.0 - self.error_rate) ** (1.0 / steps)
+
+    def think(self, contexts):
+        return [self._think_one(c) for c in contexts]
+
+    def _think_one(self, context: _SimContext) -> Thought:
+        rng = self._rng(context)
+        wrong = rng.random() < self._step_error(context)
+        gold = context.gold[min(context.step, len(context.gold) - 1)]
+        task = context.task
+        if gold.action is None:  # the answer step
+            text = self._answer(context, rng, wrong or context.erred)
+            is_answer = True
+        else:
+            action = gold.action
+            if wrong:
+                action = str(rng.choice([a for a in task.actions if a != gold.action]))
+            text = tasks.parsing.action_sentence(action)
+            context.said.append(action)
+            is_answer = False
+        context.erred |= wrong
+        context.step += 1
+        scale = 0.15 + (self.confidence_gap if wrong else 0.0)
+        logprobs = (-np.abs(rng.normal(0.0, scale, size=len(text.split()) + 1))).tolist()
+        return Thought(text, logprobs, is_answer)
+
+    def _answer(self, context: _SimContext, rng: np.random.Generator, wrong: bool) -> str:
+        task, problem = context.task, context.problem
+        gold_text = context.gold[-1].thought
+        if not wrong:
+            return gold_text
+        if task.kind == "nav":
+            plan = list(context.said)
+            if not context.erred:  # an answer-step slip: drop the last move
+                plan = plan[:-1]
+            return task.answer_text(plan)
+        wrong_letters = [k for k in sorted(problem.options) if k != problem.answer]
+        seen = None
+        if context.last_image is not None:
+            try:
+                seen = task.answer_for(task.read(context.last_image))
+            except ValueError:
+                seen = None
+        letter = seen if seen in wrong_letters else wrong_letters[int(rng.integers(len(wrong_letters)))]
+        return task.answer_text(letter)
+
+    def observe(self, contexts, images, tokens):
+        for context, image in zip(contexts, images or [None] * len(contexts)):
+            if image is not None:
+                context.last_image = image
+
+
+def mean_logprob_confidence(logprobs: Sequence[float]) -> float:
+    """exp(mean token log-prob) in (0, 1]; 1.0 for an empty list."""
+    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0

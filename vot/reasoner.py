@@ -1,0 +1,165 @@
+"""The batched reasoning loop: thought -> sketch -> vision tokens -> next thought.
+
+`Reasoner.advance` moves every active chain of every problem one step with one batched policy call,
+one batched sketch call and one batched encode per image size, and one observe. Chains finish
+independently; a chain that hits ``max_steps`` is recorded as unfinished instead of failing the run.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from tasks import Problem
+from vot.chain import Chain, Step
+
+StepCallback = Callable[[Chain, Step], None]
+
+
+@dataclass
+class Running:
+    """A chain being grown, with the policy's context for it and its latest image."""
+
+    chain: Chain
+    context: Any
+    image: Image.Image
+    problem: Problem
+    done: bool = False
+    branches: int = field(default=0, repr=False)
+    snapshots: list | None = field(default=None, repr=False)  # (context, image) before each step, for rewind
+
+
+class Reasoner:
+    """Policy + sketcher + encoder, advanced together.
+
+    Args:
+        policy: a `vot.policy.Policy`.
+        sketcher: an `imagegen.SketchGenerator` (``produces_images=False`` gives text-only chains).
+        encoder: a `vision_encoder.Encoder`, or ``None`` when the policy reads images itself.
+        max_steps: thoughts per chain before it is stopped and marked unfinished.
+        sketch_steps: denoising steps per sketch (default: the sketcher's own).
+        generator: a ``torch.Generator`` passed to the sketcher.
+    """
+
+    def __init__(self, policy, sketcher, encoder=None, *, max_steps: int = 64, sketch_steps: int | None = None,
+                 generator=None):
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        self.policy, self.sketcher, self.encoder = policy, sketcher, encoder
+        self.max_steps = max_steps
+        self.sketch_steps = sketch_steps if sketch_steps is not None else getattr(sketcher, "default_steps", 0)
+        self.generator = generator
+        self.callbacks: list[StepCallback] = []
+
+    def on_step(self, callback: StepCallback) -> StepCallback:
+        """Register ``callback(chain, step)``, called after each new step (for notebooks)."""
+        self.callbacks.append(callback)
+        return callback
+
+    @property
+    def label(self) -> str:
+        return f"{self.policy.label}+{self.sketcher.label}"
+
+    # --- building blocks for strategies ------------------------------------------------------
+    def start(self, problems: Sequence[Problem], samples: Sequence[int], *, greedy: bool = False,
+              snapshots: bool = False) -> list[Running]:
+        """One running chain per (problems[i], samples[i]); ``snapshots`` keeps a copy of the
+        policy context before every step so the chain can be rewound (refinement)."""
+        began = time.perf_counter()
+        contexts = self.policy.begin(problems, samples, greedy=greedy)
+        share = (time.perf_counter() - began) / max(len(problems), 1)
+        running = []
+        for problem, sample, context in zip(problems, samples, contexts):
+            chain = Chain(problem.id, problem.task, int(sample))
+            chain.compute.wall_seconds += share
+            running.append(Running(chain, context, problem.image, problem, snapshots=[] if snapshots else None))
+        return running
+
+    def fork(self, item: Running, sample: int) -> Running:
+        """A copy of a partial chain that continues independently."""
+        item.branches += 1
+        context = self.policy.fork(item.context, item.branches)
+        snapshots = list(item.snapshots) if item.snapshots is not None else None
+        return Running(item.chain.fork(sample), context, item.image, item.problem, item.done, snapshots=snapshots)
+
+    def rewind(self, item: Running, keep_steps: int, sample: int) -> Running:
+        """A new chain that keeps the first ``keep_steps`` steps of ``item`` and resamples from
+        there. ``item`` must have been started with snapshots (``start(..., snapshots=True)``)."""
+        if item.snapshots is None or not 0 <= keep_steps < len(item.snapshots):
+            raise ValueError(f"cannot rewind to step {keep_steps}: the chain kept no snapshot there")
+        context, image = item.snapshots[keep_steps]
+        item.branches += 1
+        return Running(item.chain.fork(sample, keep_steps=keep_steps), self.policy.fork(context, item.branches), image,
+                       item.problem, snapshots=list(item.snapshots[:keep_steps]))
+
+    def advance(self, running: Sequence[Running]) -> None:
+        """One step for every chain not yet done."""
+        active = [r for r in running if not r.done]
+        if not active:
+            return
+        for item in active:
+            if item.snapshots is not None:
+                item.branches += 1
+                item.snapshots.append((self.policy.fork(item.context, 10_000 + item.branches), item.image))
+        began = time.perf_counter()
+        thoughts = self.policy.think([r.context for r in active])
+        think_share = (time.perf_counter() - began) / len(active)
+        drawing = []
+        for item, thought in zip(active, thoughts):
+            step = Step(thought.text, list(thought.logprobs), is_answer=thought.is_answer)
+            item.chain.steps.append(step)
+            item.chain.compute.policy_tokens += len(thought.logprobs)
+            item.chain.compute.wall_seconds += think_share
+            if thought.is_answer:
+                item.chain.answer, item.chain.finished, item.done = thought.text, True, True
+            elif len(item.chain.steps) >= self.max_steps:
+                item.done = True
+                item.chain.meta["stopped"] = "max_steps"
+            else:
+                drawing.append(item)
+        self._sketch_and_observe(drawing)
+        for item in active:
+            for callback in self.callbacks:
+                callback(item.chain, item.chain.steps[-1])
+
+    def _sketch_and_observe(self, drawing: list[Running]) -> None:
+        if not drawing:
+            return
+        if not self.sketcher.produces_images:
+            self.policy.observe([r.context for r in drawing], None, None)
+            return
+        by_size: dict[tuple[int, int], list[Running]] = {}
+        for item in drawing:
+            by_size.setdefault(item.image.size, []).append(item)
+        for group in by_size.values():
+            began = time.perf_counter()
+            images = self.sketcher.sketch([r.image for r in group], [r.chain.steps[-1].thought for r in group],
+                                          steps=self.sketch_steps, generator=self.generator)
+            tokens = self.encoder.encode(images) if self.encoder is not None else None  # (B, T, D)
+            self.policy.observe([r.context for r in group], images, tokens)
+            share = (time.perf_counter() - began) / len(group)
+            for item, image in zip(group, images):
+                item.image = image
+                item.chain.steps[-1].sketch = image
+                compute = item.chain.compute
+                compute.sketches += 1
+                compute.denoising_steps += self.sketch_steps
+                compute.encoder_calls += int(self.encoder is not None)
+                compute.wall_seconds += share
+
+    def complete(self, running: Sequence[Running]) -> None:
+        """Advance until every chain is done (answered or stopped at ``max_steps``)."""
+        while any(not r.done for r in running):
+            self.advance(running)
+
+    # --- the plain loop -----------------------------------------------------------------------
+    def run(self, problems: Sequence[Problem], n: int = 1, *, greedy: bool = False) -> list[list[Chain]]:
+        """``n`` independent chains per problem, all advanced together; problem-major output."""
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        flat = [p for p in problems for _ in range(n)]
+        running = self.start(flat, [i for _ in problems for i in range(n)], greedy=greedy)
+        self.complete(running)
+        return [[r.chain for r in running[i * n:(i + 1) * n]] for i in range(len(problems))]
