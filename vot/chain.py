@@ -7,6 +7,7 @@ path, never inlined.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -130,7 +131,7 @@ class ChainLog:
         """Save the sketches of ``chains_by_record`` and append ``records`` (each carrying its chain
         under ``"chain"``) as one flushed block."""
         for record, chain in zip(records, chains_by_record):
-            self._save_sketches(chain, record.get("strategy", "run"))
+            self._save_sketches(chain)
             record["chain"] = chain.to_json()
             record["schema"] = LOG_SCHEMA
             record["block"] = len(records)  # lines written together for this problem
@@ -138,13 +139,17 @@ class ChainLog:
             handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             handle.flush()
 
-    def _save_sketches(self, chain: Chain, tag: str) -> None:
+    def _save_sketches(self, chain: Chain) -> None:
+        """Content-addressed per problem: identical sketches (common across sampled chains and
+        search branches) are stored once, as ``sketches/<problem>/<hash>.png``."""
         folder = Path("sketches") / safe_name(chain.problem_id)
         (self.run_dir / folder).mkdir(parents=True, exist_ok=True)
-        for number, step in enumerate(chain.steps):
+        for step in chain.steps:
             if step.sketch is not None:
-                relative = folder / f"{safe_name(tag)}-{chain.sample:03d}-{number:02d}.png"
-                step.sketch.save(self.run_dir / relative)
+                digest = hashlib.sha1(f"{step.sketch.mode}{step.sketch.size}".encode() + step.sketch.tobytes()).hexdigest()[:20]
+                relative = folder / f"{digest}.png"
+                if not (self.run_dir / relative).exists():
+                    step.sketch.save(self.run_dir / relative)
                 step.sketch_path = relative.as_posix()
 
     def records(self) -> list[dict]:
