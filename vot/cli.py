@@ -64,6 +64,38 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _cmd_train(args) -> int:
+    if args.what != "sketcher":
+        raise ValueError(f"vot train {args.what}: not available yet (only 'sketcher')")
+    from imagegen.train import SketcherTrainConfig, train_sketcher
+
+    config = SketcherTrainConfig(task=args.task, preset=args.preset, steps=args.steps, out=args.out or f"checkpoints/sketcher-{args.task}-{args.preset}",
+                                 seed=args.seed, resume=args.resume, device=args.device)
+    path = train_sketcher(config)
+    print(f"saved the sketcher to {path}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    if args.what != "sketcher":
+        raise ValueError(f"vot eval {args.what}: not available (only 'sketcher')")
+    import json
+
+    from imagegen import load_sketcher
+    from imagegen.evaluate import fidelity_table, format_fidelity
+
+    sketcher = load_sketcher(args.sketcher)
+    rows = fidelity_table(sketcher, args.task or args.sketcher, args.size, args.steps, args.count, args.seed)
+    print(format_fidelity(rows))
+    if args.out:
+        from dataclasses import asdict
+
+        with open(args.out, "w") as handle:
+            json.dump([asdict(r) for r in rows], handle, indent=2)
+        print(f"wrote {args.out}")
+    return 0
+
+
 def _cmd_show(args) -> int:
     from vot.show import show_run
 
@@ -107,6 +139,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<policy>-<sketcher>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished problems")
     p.set_defaults(run=_cmd_bench)
+
+    p = commands.add_parser("train", help="train a model: vot train sketcher --task maze --preset tiny")
+    p.add_argument("what", choices=["sketcher", "policy"])
+    p.add_argument("--task", required=True, help="task id or environment (maze, frozenlake, minibehavior)")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
+    p.add_argument("--out", default=None, help="output directory (default checkpoints/sketcher-<task>-<preset>)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("eval", help="measure a model: vot eval sketcher maze (sketch fidelity by rollouts)")
+    p.add_argument("what", choices=["sketcher"])
+    p.add_argument("sketcher", help="a shipped default (maze, frozenlake, minibehavior) or a SketchPipeline directory")
+    p.add_argument("--task", default=None, help="task or environment (default: the sketcher's)")
+    p.add_argument("--size", type=_sizes, default=[3, 4, 5, 6, 7, 8])
+    p.add_argument("--steps", type=_sizes, default=[1, 2, 4, 10, 20], help="denoising steps to compare")
+    p.add_argument("--count", type=int, default=50, help="rollouts per size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the table as JSON")
+    p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("show", help="print a chain of a run directory in the terminal")
     p.add_argument("run_dir")

@@ -1,0 +1,84 @@
+"""Training data for the sketcher: (previous render, thought, next render) transitions.
+
+Transitions come from the gold visual traces of an environment's tasks (MCQ and navigation share a
+sketcher), on train-split problems only, plus random single actions from states along those traces
+(valid or not: a wall bump must leave the sketch unchanged), so the sketcher also imagines the
+mistakes a policy makes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import tasks
+from tasks.parsing import action_sentence
+from tasks.splits import generate_split
+
+ENVIRONMENTS = {
+    "maze": ("maze-mcq-v0", "maze-nav-v0"),
+    "frozenlake": ("frozenlake-mcq-v0", "frozenlake-nav-v0"),
+    "minibehavior": ("minibehavior-mcq-v0", "minibehavior-nav-v0"),
+}
+
+
+def environment_of(name: str) -> str:
+    """'maze', 'maze-mcq-v0', 'maze-nav' ... -> 'maze'."""
+    if name in ENVIRONMENTS:
+        return name
+    task_id = tasks.get(name).id
+    for environment, ids in ENVIRONMENTS.items():
+        if task_id in ids:
+            return environment
+    raise ValueError(f"no sketcher environment for {name!r}; expected one of {sorted(ENVIRONMENTS)} or their task ids")
+
+
+def training_sizes(environment: str) -> tuple[int, ...]:
+    return tasks.get(ENVIRONMENTS[environment][0]).in_distribution
+
+
+@dataclass
+class Transitions:
+    """Transitions of one image size: uint8 arrays (N, H, W, 3) and N thoughts."""
+
+    prev: np.ndarray
+    next: np.ndarray
+    thoughts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.thoughts)
+
+
+def build_transitions(environment: str, sizes, problems_per_size: int, seed: int,
+                      random_action_rate: float = 0.3) -> dict[int, Transitions]:
+    """size -> Transitions from ``problems_per_size`` train problems per task and size."""
+    rng = np.random.default_rng([seed, 7])
+    out = {}
+    for size in sizes:
+        prev, nxt, thoughts = [], [], []
+        for task_id in ENVIRONMENTS[environment]:
+            task = tasks.get(task_id)
+            for problem in generate_split(task, "train", size, problems_per_size, seed):
+                state = task.initial_state(problem)
+                image = np.asarray(task.render(state))
+                for step in task.trace(problem, "visual"):
+                    if step.action is None:
+                        continue
+                    if rng.random() < random_action_rate:
+                        action = task.actions[int(rng.integers(len(task.actions)))]
+                        prev.append(image)
+                        nxt.append(np.asarray(task.render(task.step(state, action))))
+                        thoughts.append(action_sentence(action))
+                    following = np.asarray(task.render(step.state))
+                    prev.append(image)
+                    nxt.append(following)
+                    thoughts.append(step.thought)
+                    state, image = step.state, following
+        out[size] = Transitions(np.stack(prev), np.stack(nxt), thoughts)
+    return out
+
+
+def thought_corpus(environment: str) -> list[str]:
+    """Every thought the sketcher may see: one sentence per action of the environment."""
+    actions = {a for task_id in ENVIRONMENTS[environment] for a in tasks.get(task_id).actions}
+    return [action_sentence(a) for a in sorted(actions)]
