@@ -7,7 +7,9 @@ import torch
 
 
 def has_attention(model: torch.nn.Module) -> bool:
-    return bool(getattr(model, "attn_processors", {}))
+    from diffusers.models.attention_processor import Attention
+
+    return any(isinstance(m, Attention) for m in model.modules())
 
 
 def xformers_works() -> bool:
@@ -32,11 +34,15 @@ def configure_attention(model: torch.nn.Module, prefer_xformers: bool = True) ->
         return "none"
     if prefer_xformers and next(model.parameters()).is_cuda and xformers_works():
         try:
-            model.enable_xformers_memory_efficient_attention()
+            for module in model.modules():
+                if hasattr(module, "set_use_memory_efficient_attention_xformers"):
+                    module.set_use_memory_efficient_attention_xformers(True)
             return "xformers"
         except Exception:  # noqa: BLE001 - fall back below
             pass
-    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
-    model.set_attn_processor(AttnProcessor2_0())
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.set_processor(AttnProcessor2_0())
     return "sdpa"

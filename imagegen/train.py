@@ -35,6 +35,7 @@ class SketcherTrainConfig:
     checkpoint_every: int = 250
     resume: bool = False
     device: str = "auto"
+    stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
 
 
 def build_pipeline(environment: str, preset_name: str, seed: int = 0):
@@ -149,10 +150,14 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
             log.write(json.dumps(record) + "\n")
             log.flush()
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        if (step + 1) % config.checkpoint_every == 0 and step + 1 < steps:
+        stopping = config.stop_after is not None and step + 1 == config.stop_after
+        if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
             accelerator.save_state(checkpoints / f"step-{step + 1}")
             for old in sorted(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))[:-2]:
                 shutil.rmtree(old)
+        if stopping:
+            log.close()
+            return out
     log.close()
     ema.copy_to(parameters)
     pipe.unet, pipe.text_encoder = accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(text_encoder).eval()

@@ -1,0 +1,113 @@
+"""The diffusion sketcher: tiny real UNet and text tower (built, not mocked), save/load, batching,
+bad input, training with resume, the rollout evaluator, and the local InstructPix2Pix adapter."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tasks
+from imagegen import BlankSketcher, OracleSketcher, load_sketcher
+from imagegen.attention import configure_attention
+from imagegen.evaluate import rollout_fidelity
+from imagegen.pipeline import SketchPipeline
+from imagegen.train import SketcherTrainConfig, build_pipeline, train_sketcher
+
+MAZE = tasks.get("maze-nav-v0")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return build_pipeline("maze", "tiny", seed=0)
+
+
+def _images(sizes):
+    rng = np.random.default_rng(0)
+    return [MAZE.generate(rng, s).image for s in sizes]
+
+
+def test_save_load_round_trip_gives_identical_sketches(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    again = SketchPipeline.from_pretrained(tmp_path)
+    images = _images([4, 5])
+    thoughts = ["Go up.", "Go left."]
+    first = pipe(images, thoughts, num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    second = again(images, thoughts, num_inference_steps=3, generator=torch.Generator().manual_seed(1))
+    for a, b in zip(first, second):
+        assert a.size == b.size
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_batched_equals_one_by_one(pipe):
+    images = _images([5, 5, 3, 6])
+    thoughts = ["Go up.", "Go down.", "Go left.", "Go right."]
+    batched = pipe(images, thoughts, num_inference_steps=2, generator=[torch.Generator().manual_seed(i) for i in range(4)])
+    for i, (image, thought) in enumerate(zip(images, thoughts)):
+        alone = pipe([image], [thought], num_inference_steps=2, generator=[torch.Generator().manual_seed(i)])[0]
+        assert np.abs(np.asarray(alone, dtype=int) - np.asarray(batched[i], dtype=int)).max() <= 1
+
+
+@pytest.mark.parametrize("size", range(3, 9))
+def test_every_size_works(pipe, size):
+    image = _images([size])[0]
+    out = pipe.sketch([image], ["Go up."], steps=1, generator=torch.Generator().manual_seed(0))
+    assert out[0].size == image.size and out[0].mode == "RGB"
+
+
+def test_bad_input_is_rejected_clearly(pipe):
+    image = _images([4])[0]
+    with pytest.raises(ValueError, match="2 previous images but 1 thoughts"):
+        pipe([image, image], ["Go up."])
+    with pytest.raises(ValueError, match="empty"):
+        pipe([image], ["  "])
+    with pytest.raises(ValueError, match="mode L"):
+        pipe([image.convert("L")], ["Go up."])
+    with pytest.raises(ValueError, match="multiples of 8"):
+        pipe([image.resize((36, 36))], ["Go up."])
+    with pytest.raises(TypeError, match="PIL"):
+        pipe([np.zeros((32, 32, 3))], ["Go up."])
+    with pytest.raises(ValueError, match="generators for"):
+        pipe([image], ["Go up."], generator=[torch.Generator(), torch.Generator()])
+
+
+def test_reference_sketchers_follow_the_protocol():
+    problem = MAZE.generate(np.random.default_rng(3), 5)
+    oracle = OracleSketcher(MAZE)
+    plan = MAZE.parse_answer(problem.answer)
+    out = oracle.sketch([problem.image], [f"Go {plan[0]}."])[0]
+    assert MAZE.read(out) == MAZE.step(MAZE.initial_state(problem), plan[0])
+    assert BlankSketcher().sketch([problem.image], ["Go up."]) == [None]
+
+
+def test_attention_backend_is_reported(pipe):
+    assert configure_attention(pipe.unet) == "none"  # the tiny preset has no attention layers
+    base = build_pipeline("maze", "base", seed=0)
+    assert configure_attention(base.unet) == "sdpa"  # no CUDA here: never xformers
+
+
+def test_training_resumes_to_the_same_weights(tmp_path):
+    common = dict(task="maze", steps=4, problems_per_size=3, checkpoint_every=2, change_weight=5.0)
+    whole = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "whole"), **common), progress=False)
+    train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), stop_after=2, **common), progress=False)
+    assert (tmp_path / "parts" / "checkpoints" / "step-2").is_dir()
+    with pytest.raises(ValueError, match="--resume"):
+        train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), **common), progress=False)
+    parts = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), resume=True, **common), progress=False)
+    a, b = SketchPipeline.from_pretrained(whole), SketchPipeline.from_pretrained(parts)
+    for (name, x), (_, y) in zip(a.unet.state_dict().items(), b.unet.state_dict().items()):
+        assert torch.allclose(x, y, atol=1e-5), name
+    log = [json.loads(line) for line in (tmp_path / "parts" / "training_log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and log[-1]["step"] == 3
+    assert json.loads((tmp_path / "whole" / "train_summary.json").read_text())["steps"] == 4
+    assert not (tmp_path / "whole" / "checkpoints").exists()
+
+
+def test_rollout_fidelity_of_the_oracle_is_perfect():
+    row = rollout_fidelity(OracleSketcher(MAZE), "maze", 4, 6, steps=1)
+    assert row.step_accuracy["value"] == 1.0 and row.rollout_accuracy["value"] == 1.0
+    assert row.redundancy == 0.0 and row.v_steps == row.mean_length
+
+
+def test_load_sketcher_errors_name_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="neither a sketcher directory"):
+        load_sketcher("sokoban")
