@@ -36,6 +36,7 @@ class SketcherTrainConfig:
     resume: bool = False
     device: str = "auto"
     stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
+    save_dtype: str = "float16"  # shipped weights; loaders upcast to float32 on CPU
 
 
 def build_pipeline(environment: str, preset_name: str, seed: int = 0):
@@ -69,6 +70,14 @@ def _assemble(environment, preset, DDIMScheduler, UNet2DModel, SketchPipeline, b
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
                               timestep_spacing="trailing", clip_sample=True)
     return SketchPipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+
+
+def save_weights(pipe, out: str | Path, dtype: str = "float16") -> None:
+    """Save the pipeline's weights as safetensors in ``dtype`` (``float16`` halves the size; the
+    fidelity tables in the model cards are measured on these stored weights)."""
+    pipe.to("cpu").to(getattr(torch, dtype))
+    pipe.save_pretrained(out, safe_serialization=True)
+    pipe.to(torch.float32)
 
 
 def _batch(data, rng: np.random.Generator, batch_size: int):
@@ -161,8 +170,7 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     log.close()
     ema.copy_to(parameters)
     pipe.unet, pipe.text_encoder = accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(text_encoder).eval()
-    pipe.to(torch.float32).to("cpu")
-    pipe.save_pretrained(out, safe_serialization=True)
+    save_weights(pipe, out, config.save_dtype)
     shutil.rmtree(checkpoints, ignore_errors=True)
     (out / "train_summary.json").write_text(json.dumps(
         {"steps": steps, "wall_seconds": time.perf_counter() - began, "device": str(accelerator.device),

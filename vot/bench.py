@@ -49,6 +49,7 @@ class BenchConfig:
     count: int = 20
     seed: int = 0
     max_steps: int = 64
+    sketch_steps: int | None = None  # denoising steps (default: the sketcher's)
     device: str = "auto"
     batch: int = 32
     out: str | None = None
@@ -128,14 +129,17 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
     reference = sorted({config.policy, config.sketcher, config.encoder} & REFERENCE)
     print(f"vot bench {task.id}: {len(problems)} problems ({len(done)} already done), policy={config.policy}, "
           f"sketcher={config.sketcher}, encoder={config.encoder}; REFERENCE components: {', '.join(reference) or 'none'}")
+    device = "cuda" if config.device == "cuda" or (config.device == "auto" and _cuda()) else "cpu"
     reasoner = build_reasoner(task.id, policy=config.policy, sketcher=config.sketcher, encoder=config.encoder,
-                              error_rate=config.error_rate, seed=config.seed, max_steps=config.max_steps)
+                              error_rate=config.error_rate, seed=config.seed, max_steps=config.max_steps,
+                              device=device, sketch_steps=config.sketch_steps)
     selector = get_verifier(config.verifier)
     started = time.perf_counter()
     batches = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
     for batch in _progress(batches, progress):
         _run_batch(batch, reasoner, selector, config, log)
-    summary = summarize_run(out, config, problems, wall_seconds=time.perf_counter() - started)
+    summary = summarize_run(out, config, problems, wall_seconds=time.perf_counter() - started,
+                            attention_backend=reasoner.attention_backend)
     print(format_table(summary))
     print(f"wrote {out}/results.jsonl, summary.json, scaling.png, report.html")
     return summary
@@ -204,7 +208,14 @@ def _record(problem, chain, strategy, n, verifier, selected, result, task) -> di
             "verifier": verifier, "selected": selected, "correct": correct, "result": result}
 
 
-def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float = 0.0) -> dict:
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float = 0.0,
+                  attention_backend: str = "unknown") -> dict:
     """Metrics from ``results.jsonl`` (in problem order, so a resumed run summarizes identically)."""
     from vot.report import write_report, write_scaling_plot
 
@@ -242,7 +253,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
         "selection_verifier": config.verifier,
         "versions": _versions(),
         "device": _device(config.device),
-        "attention_backend": "n/a (no diffusion model in this run)" if config.sketcher in ("oracle", "blank") else "unknown",
+        "attention_backend": attention_backend,
         "problems": len(problems),
         "metrics": metrics,
         "curves": curve_summary,

@@ -57,7 +57,8 @@ def _cmd_bench(args) -> int:
     config = BenchConfig(
         task=args.task, policy=args.policy, sketcher=args.sketcher, encoder=args.encoder, error_rate=args.error_rate,
         strategies=[s for s in args.strategy.split(",") if s], verifier=args.verifier, n=args.n, settings=args.set,
-        sizes=args.size, count=args.count, seed=args.seed, max_steps=args.max_steps, device=args.device,
+        sizes=args.size, count=args.count, seed=args.seed, max_steps=args.max_steps, sketch_steps=args.sketch_steps,
+        device=args.device,
         batch=args.batch, out=args.out, resume=args.resume,
     )
     run_bench(config)
@@ -93,6 +94,15 @@ def _cmd_eval(args) -> int:
         with open(args.out, "w") as handle:
             json.dump([asdict(r) for r in rows], handle, indent=2)
         print(f"wrote {args.out}")
+    if args.card:
+        import datetime
+        import shlex
+
+        from imagegen.card import write_model_card
+
+        command = "vot " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--card")
+        path = write_model_card(sketcher.name_or_path, rows, command, datetime.date.today().isoformat())
+        print(f"wrote {path}")
     return 0
 
 
@@ -122,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", help="run test-time strategies on a task's test problems")
     p.add_argument("task")
     p.add_argument("--policy", default="simulated", help="policy: simulated (reference)")
-    p.add_argument("--sketcher", default="oracle", help="sketcher: oracle or blank (reference)")
+    p.add_argument("--sketcher", default="oracle",
+                   help="sketcher: oracle or blank (reference), default (the shipped diffusion sketcher) or a SketchPipeline directory")
+    p.add_argument("--sketch-steps", type=int, default=None, help="denoising steps per sketch (default: the sketcher's)")
     p.add_argument("--encoder", default="pixel", help="vision encoder: pixel (reference) or none")
     p.add_argument("--error-rate", type=float, default=0.3, help="chain error rate of the simulated policy")
     p.add_argument("--strategy", default="greedy,best_of_n,weighted_best_of_n,self_consistency",
@@ -160,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=50, help="rollouts per size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the table as JSON")
+    p.add_argument("--card", action="store_true", help="write README.md + fidelity.json beside the sketcher's weights")
     p.set_defaults(run=_cmd_eval)
 
     p = commands.add_parser("show", help="print a chain of a run directory in the terminal")
