@@ -29,7 +29,7 @@ def load_sketcher(name_or_path: str, device: str = "cpu"):
             raise ValueError(f"no shipped sketcher for {environment!r} yet (train one: vot train sketcher --task {environment})")
     import torch
 
-    pipe = SketchPipeline.from_pretrained(path, torch_dtype=torch.float32)  # shipped weights are fp16
+    pipe = SketchPipeline.from_pretrained(path, dtype=torch.float32)  # shipped weights are fp16
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -60,11 +60,16 @@ class SketchPipeline(DiffusionPipeline):
     label = "sketch-pipeline"
     produces_images = True
 
-    def __init__(self, unet: UNet2DModel, scheduler, text_encoder, tokenizer):
+    def __init__(self, unet: UNet2DModel, scheduler, text_encoder, tokenizer, default_steps: int = 10):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+        self.register_to_config(default_steps=default_steps)
 
-    default_steps = 10
+    @property
+    def default_steps(self) -> int:
+        """Denoising steps used when the caller does not say (saved with the pipeline)."""
+        return int(self.config.default_steps)
+
 
     def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
         return self(prev_images, thoughts, num_inference_steps=steps or self.default_steps, generator=generator)

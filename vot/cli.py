@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:  # loading bars from diffusers/transformers clutter the CLI's own output
+        from diffusers.utils import logging as diffusers_logging
+
+        diffusers_logging.disable_progress_bar()
+    except ImportError:  # pragma: no cover
+        pass
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
