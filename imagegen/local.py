@@ -26,7 +26,7 @@ class LocalDiffusersSketcher:
         device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         dtype = torch.bfloat16 if device == "cuda" else torch.float32
         self.pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
-            path, torch_dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False)
+            path, dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
         self.label = f"local:{path.name}"
@@ -34,7 +34,21 @@ class LocalDiffusersSketcher:
 
     def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
         check_sketch_inputs(prev_images, thoughts)
-        images = self.pipe(prompt=list(thoughts), image=[i.convert("RGB") for i in prev_images],
-                           num_inference_steps=steps or self.default_steps, guidance_scale=self.guidance_scale,
-                           image_guidance_scale=self.image_guidance_scale, generator=generator).images
-        return [out.resize(prev.size) if out.size != prev.size else out for out, prev in zip(images, prev_images)]
+        if isinstance(generator, (list, tuple)) and len(generator) != len(prev_images):
+            raise ValueError(f"got {len(generator)} generators for {len(prev_images)} images")
+        # The diffusers pipeline resizes a whole batch to its first image's size, so denoise each size
+        # as its own batch (as `SketchPipeline` does).
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(prev_images):
+            by_size.setdefault(image.size, []).append(i)
+        out = [None] * len(prev_images)
+        for indices in by_size.values():
+            images = self.pipe(prompt=[thoughts[i] for i in indices],
+                               image=[prev_images[i].convert("RGB") for i in indices],
+                               num_inference_steps=steps or self.default_steps, guidance_scale=self.guidance_scale,
+                               image_guidance_scale=self.image_guidance_scale,
+                               generator=[generator[i] for i in indices] if isinstance(generator, (list, tuple)) else generator).images
+            for i, image in zip(indices, images):
+                size = prev_images[i].size
+                out[i] = image.resize(size) if image.size != size else image
+        return out
