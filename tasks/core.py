@@ -148,6 +148,10 @@ class Task(ABC):
     def initial_state(self, problem: Problem):
         return self.state_from_json(problem.state)
 
+    def describe(self, state) -> str:
+        """The state in words for text chain-of-thought ("Now at row 2, column 3.")."""
+        raise NotImplementedError(f"{self.id} does not describe states in words (needed for text traces)")
+
     @abstractmethod
     def marked_cells(self, state) -> frozenset:
         """Cells carrying a mark that moves with the chain (agent, trail, carried object)."""

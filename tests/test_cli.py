@@ -34,13 +34,16 @@ def test_vot_data_writes_jsonl_and_pngs(tmp_path):
     assert np.array_equal(np.asarray(Image.open(tmp_path / records[0]["image"])), np.asarray(problems[0].image))
 
 
-def test_vot_bench_reference_gold_scores_100(tmp_path, capsys):
-    assert main(["bench", "frozenlake-mcq", "--size", "3", "--count", "10", "--out", str(tmp_path)]) == 0
-    assert "REFERENCE" in capsys.readouterr().out
+def test_vot_bench_with_an_error_free_simulated_policy_scores_100(tmp_path, capsys):
+    argv = ["bench", "frozenlake-mcq", "--size", "3", "--count", "10", "--n", "1,2", "--error-rate", "0", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert "REFERENCE components: oracle, pixel, simulated" in capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["metrics"]["3"]["accuracy"]["value"] == 1.0
-    assert summary["reference_components"] is True
-    assert len((tmp_path / "results.jsonl").read_text().splitlines()) == 10
+    assert summary["metrics"]["greedy@1"]["accuracy"]["value"] == 1.0
+    assert summary["metrics"]["self_consistency@2"]["accuracy"]["value"] == 1.0
+    assert summary["reference_components"] == ["oracle", "pixel", "simulated"]
+    lines = (tmp_path / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 10 * (1 + 2)  # a greedy chain and a pool of 2 per problem
 
 
 @pytest.mark.parametrize(
@@ -48,6 +51,7 @@ def test_vot_bench_reference_gold_scores_100(tmp_path, capsys):
     [
         (["bench", "sokoban"], "unknown task 'sokoban'; registered tasks:"),
         (["bench", "maze", "--policy", "psychic"], "unknown policy"),
+        (["bench", "maze", "--sketcher", "crayons"], "unknown sketcher"),
         (["bench", "maze", "--size", "99"], "size must be an integer"),
         (["data", "maze-nav", "--size", "2", "--count", "500", "--out", "unused"], "distinct test problems"),
     ],

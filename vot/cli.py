@@ -85,8 +85,12 @@ def _cmd_eval(args) -> int:
     from imagegen import load_sketcher
     from imagegen.evaluate import fidelity_table, format_fidelity
 
+    from pathlib import Path
+
     sketcher = load_sketcher(args.sketcher)
-    rows = fidelity_table(sketcher, args.task or args.sketcher, args.size, args.steps, args.count, args.seed)
+    trained_on = Path(sketcher.name_or_path, "train_config.json")
+    task = args.task or (json.loads(trained_on.read_text())["environment"] if trained_on.is_file() else args.sketcher)
+    rows = fidelity_table(sketcher, task, args.size, args.steps, args.count, args.seed)
     print(format_fidelity(rows))
     if args.out:
         from dataclasses import asdict
