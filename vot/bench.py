@@ -23,6 +23,7 @@ from tasks.metrics import rate
 from tasks.splits import generate_split
 from vot.chain import ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names
+from vot.distributed import Shard, has_results, merge_rank_logs
 from vot.scaling import curves, powers_of_two, summarize_curves
 from vot.strategies import STRATEGIES, make_config, run_strategy
 from vot.verifiers import VERIFIERS, ConfidenceVerifier, ConsistencyVerifier, get_verifier
@@ -83,7 +84,7 @@ def validate(config: BenchConfig) -> tasks.Task:
     for size in config.sizes or []:
         task.check_size(size)
     for name in config.strategies:
-        if name in SEARCH and name != "greedy":
+        if name != "greedy":
             for n in config.n:
                 _search_config(name, n, config.settings)  # raises on a bad N or setting
     used = {key for name in config.strategies for key in _settings_of(name)}
@@ -117,18 +118,25 @@ def _groups(config: BenchConfig) -> list[tuple[str, int]]:
 
 
 def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
-    """Run (or resume) the benchmark; returns the summary written to ``summary.json``."""
+    """Run (or resume) the benchmark; returns the summary written to ``summary.json``.
+
+    Under a launcher (``accelerate launch``, ``torchrun``) each process runs its share of the
+    unfinished problems into its own log; the main process merges them into ``results.jsonl`` and
+    writes the summary, plot and report (`vot.distributed`). Every process returns the summary."""
     task = validate(config)
     out = Path(config.out or f"runs/{task.id}-{config.policy}-{config.sketcher}-seed{config.seed}")
-    log = ChainLog(out)
-    _prepare_run_dir(out, log, config)
+    shard = Shard.current()
+    log = ChainLog(out, name=shard.log_name)
+    _prepare_run_dir(out, config, shard)
     sizes = config.sizes or list(task.in_distribution + task.out_of_distribution)
     problems = [p for size in sizes for p in generate_split(task, "test", size, config.count, config.seed)]
-    done = log.compact() if config.resume else set()
-    todo = [p for p in problems if p.id not in done]
+    done = shard.resume(out, problems) if config.resume else set()
+    todo = shard.pick([p for p in problems if p.id not in done])
     reference = sorted({config.policy, config.sketcher, config.encoder} & REFERENCE)
-    print(f"vot bench {task.id}: {len(problems)} problems ({len(done)} already done), policy={config.policy}, "
-          f"sketcher={config.sketcher}, encoder={config.encoder}; REFERENCE components: {', '.join(reference) or 'none'}")
+    if shard.is_main:
+        processes = f" over {shard.world} processes" if shard.world > 1 else ""
+        print(f"vot bench {task.id}: {len(problems)} problems ({len(done)} already done){processes}, policy={config.policy}, "
+              f"sketcher={config.sketcher}, encoder={config.encoder}; REFERENCE components: {', '.join(reference) or 'none'}")
     device = "cuda" if config.device == "cuda" or (config.device == "auto" and _cuda()) else "cpu"
     reasoner = build_reasoner(task.id, policy=config.policy, sketcher=config.sketcher, encoder=config.encoder,
                               error_rate=config.error_rate, seed=config.seed, max_steps=config.max_steps,
@@ -136,16 +144,22 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
     selector = get_verifier(config.verifier)
     started = time.perf_counter()
     batches = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
-    for batch in _progress(batches, progress):
+    for batch in _progress(batches, progress if shard.is_main else False):
         _run_batch(batch, reasoner, selector, config, log)
-    summary = summarize_run(out, config, problems, wall_seconds=time.perf_counter() - started,
-                            attention_backend=reasoner.attention_backend)
-    print(format_table(summary))
-    print(f"wrote {out}/results.jsonl, summary.json, scaling.png, report.html")
-    return summary
+    shard.wait()  # every process has flushed its share
+    if shard.is_main:
+        merge_rank_logs(out, problems)
+        summary = summarize_run(out, config, problems, wall_seconds=time.perf_counter() - started,
+                                attention_backend=reasoner.attention_backend)
+        print(format_table(summary))
+        print(f"wrote {out}/results.jsonl, summary.json, scaling.png, report.html")
+    shard.wait()  # summary.json is written
+    return summary if shard.is_main else json.loads((out / "summary.json").read_text())
 
 
-def _prepare_run_dir(out: Path, log: ChainLog, config: BenchConfig) -> None:
+def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard()) -> None:
+    """Every process checks the run directory; then (after a barrier, so no process sees another's
+    write) the main process saves ``config.json``."""
     saved = out / "config.json"
     if saved.exists():
         previous = json.loads(saved.read_text())
@@ -154,10 +168,12 @@ def _prepare_run_dir(out: Path, log: ChainLog, config: BenchConfig) -> None:
         if previous != config.identity():
             changed = sorted(k for k in set(previous) | set(config.identity()) if previous.get(k) != config.identity().get(k))
             raise ValueError(f"--resume: {out} was written by a different config (differs in {changed})")
-    elif log.path.exists() and log.records():
+    elif has_results(out):
         raise ValueError(f"{out} has results but no config.json; refusing to mix runs")
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(config.identity(), indent=2, sort_keys=True))
+    shard.wait()
+    if shard.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(config.identity(), indent=2, sort_keys=True))
 
 
 def _progress(items, enabled):

@@ -120,11 +120,12 @@ class ChainLog:
     """Append-only ``results.jsonl`` plus ``sketches/``; one JSON line per chain.
 
     Lines are written and flushed one problem at a time (``write_problem``), so a killed run keeps
-    every finished problem and ``--resume`` skips them."""
+    every finished problem and ``--resume`` skips them. ``name`` picks another log file in the run
+    directory (one per process of a sharded run, e.g. ``results.rank1.jsonl``)."""
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, name: str = "results.jsonl"):
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / "results.jsonl"
+        self.path = self.run_dir / name
         (self.run_dir / "sketches").mkdir(parents=True, exist_ok=True)
 
     def write_problem(self, records: list[dict], chains_by_record: list[Chain]) -> None:
