@@ -51,8 +51,18 @@ def _settings(text: str) -> dict:
     return settings
 
 
+def _quiet_loading() -> None:
+    """diffusers' weight-loading bars clutter the CLI's own output (only where models load)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()
+
+
 def _cmd_bench(args) -> int:
     from vot.bench import BenchConfig, run_bench
+
+    if args.sketcher not in ("oracle", "blank"):
+        _quiet_loading()
 
     config = BenchConfig(
         task=args.task, policy=args.policy, sketcher=args.sketcher, encoder=args.encoder, error_rate=args.error_rate,
@@ -84,6 +94,8 @@ def _cmd_eval(args) -> int:
 
     from imagegen import load_sketcher
     from imagegen.evaluate import fidelity_table, format_fidelity
+
+    _quiet_loading()
 
     from pathlib import Path
 
@@ -188,12 +200,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:  # loading bars from diffusers/transformers clutter the CLI's own output
-        from diffusers.utils import logging as diffusers_logging
-
-        diffusers_logging.disable_progress_bar()
-    except ImportError:  # pragma: no cover
-        pass
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

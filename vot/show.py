@@ -8,6 +8,8 @@ from vot.chain import ChainLog
 
 def show_run(run_dir: str | Path, problem_id: str | None = None, group: str | None = None) -> str:
     """Text rendering of one problem's chains (thoughts, sketch files, scores, answer)."""
+    if not (Path(run_dir) / "results.jsonl").is_file():  # checked first: ChainLog() would create the folder
+        raise ValueError(f"{run_dir} holds no results.jsonl records")
     records = ChainLog(run_dir).records()
     if not records:
         raise ValueError(f"{run_dir} holds no results.jsonl records")

@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 from tasks import Problem
 from vot.chain import Chain, Compute
 from vot.reasoner import Reasoner, Running
-from vot.verifiers import OracleVerifier, Verifier, aggregate, answer_key
+from vot.verifiers import AGGREGATES, OracleVerifier, Verifier, aggregate, answer_key
 
 
 @dataclass
@@ -66,7 +66,8 @@ class BeamConfig:
 @dataclass
 class RefineConfig:
     """``n`` chains; each is refined for up to ``rounds`` rounds by rewinding to its first step
-    whose verifier score is below ``threshold`` and resampling from there."""
+    whose verifier score is below ``threshold`` and resampling from there. A resampled chain
+    replaces the old one unless its step scores, combined by ``aggregate``, are lower."""
 
     n: int = 1
     rounds: int = 2
@@ -222,9 +223,8 @@ def dvts(problems, reasoner, verifier, config: BeamConfig) -> list[Result]:
         heads = {pid: [] for pid in heads}
         for pid, siblings in expansions:
             best = max(siblings, key=lambda r: _partial_score(verifier, r, config.aggregate))
-            if best.done:
-                if best.chain.finished:
-                    pool[pid].append(best.chain)
+            if best.done:  # answered, or stopped at max_steps: kept either way (unfinished counts as wrong)
+                pool[pid].append(best.chain)
             else:
                 heads[pid].append(best)
     by_id = {p.id: p for p in problems}
@@ -255,7 +255,9 @@ def refine(problems, reasoner, verifier, config: RefineConfig) -> list[Result]:
         reasoner.complete(retry)
         for slot, item in zip(slots, retry):
             created[slot].append(item.chain)
-            current[slot] = item
+            old = current[slot]
+            if _partial_score(verifier, item, config.aggregate) >= _partial_score(verifier, old, config.aggregate):
+                current[slot] = item  # keep the resampled chain unless the verifier likes it less
     results = []
     for index, problem in enumerate(problems):
         chains = [current[index * config.n + i].chain for i in range(config.n)]
@@ -326,7 +328,24 @@ def make_config(name: str, **values):
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"strategy {name!r} has no setting(s) {unknown}; it takes {sorted(known) or 'none'}")
-    return config_type(**values)
+    config = config_type(**values)
+    _check_values(name, config)
+    return config
+
+
+def _check_values(name: str, config) -> None:
+    """Types and ranges of a config's values, so a bad setting fails before any work."""
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name in ("n", "width", "window", "margin", "rounds"):
+            low = 0 if f.name == "rounds" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                rule = {"n": "at least 1", "rounds": "non-negative"}.get(f.name, "positive")
+                raise ValueError(f"{name}: {f.name} must be {rule}, got {value!r}")
+        elif f.name == "aggregate" and value not in AGGREGATES:
+            raise ValueError(f"{name}: unknown aggregation {value!r}; expected one of {AGGREGATES}")
+        elif f.name == "threshold" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ValueError(f"{name}: threshold must be a number, got {value!r}")
 
 
 def run_strategy(name: str, problems: Sequence[Problem], reasoner: Reasoner, verifier: Verifier, **values) -> list[Result]:
