@@ -279,5 +279,5 @@ def test_vot_show_errors_clearly(small_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "vot show: error: problem 'maze-mcq-v0/test/s9/seed1/00042' is not in" in err
     assert main(["show", str(tmp_path / "empty")]) == 2
-    assert "holds no results" in capsys.readouterr().err
+    assert "has no results.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()  # showing is read-only

@@ -173,8 +173,9 @@ def test_load_run_picks_groups_and_problems(run_dir):
         load_run(run_dir, second, "beam@4")
     with pytest.raises(ValueError, match="not in"):
         load_run(run_dir, "maze-mcq-v0/test/s3/seed0/00009")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ValueError, match="no results.jsonl"):
         load_run(run_dir / "missing")
+    assert not (run_dir / "missing").exists()
 
 
 def test_viewer_module_imports_without_ipywidgets():

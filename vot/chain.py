@@ -126,7 +126,6 @@ class ChainLog:
     def __init__(self, run_dir: str | Path, name: str = "results.jsonl"):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / name
-        (self.run_dir / "sketches").mkdir(parents=True, exist_ok=True)
 
     def write_problem(self, records: list[dict], chains_by_record: list[Chain]) -> None:
         """Save the sketches of ``chains_by_record`` and append ``records`` (each carrying its chain
@@ -136,6 +135,7 @@ class ChainLog:
             record["chain"] = chain.to_json()
             record["schema"] = LOG_SCHEMA
             record["block"] = len(records)  # lines written together for this problem
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         with self.path.open("a") as handle:
             handle.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             handle.flush()
@@ -177,3 +177,19 @@ class ChainLog:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             tmp.replace(self.path)
         return {r["problem_id"] for r in records}
+
+
+def problem_records(run_dir: str | Path, problem_id: str | None = None) -> tuple[str, list[dict]]:
+    """``(problem_id, its records)`` from a run directory's ``results.jsonl``; ``problem_id``
+    defaults to the first problem. Clear errors for a missing log or an unknown problem."""
+    path = Path(run_dir) / "results.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{run_dir} has no results.jsonl (is it a `vot bench` run directory?)")
+    records = ChainLog(run_dir).records()
+    if not records:
+        raise ValueError(f"{path} holds no complete problem")
+    ids = list(dict.fromkeys(r["problem_id"] for r in records))
+    problem_id = problem_id or ids[0]
+    if problem_id not in ids:
+        raise ValueError(f"problem {problem_id!r} is not in {run_dir}; it has {len(ids)} problems, e.g. {ids[0]}")
+    return problem_id, [r for r in records if r["problem_id"] == problem_id]

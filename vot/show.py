@@ -3,20 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vot.chain import ChainLog
+from vot.chain import problem_records
 
 
 def show_run(run_dir: str | Path, problem_id: str | None = None, group: str | None = None) -> str:
     """Text rendering of one problem's chains (thoughts, sketch files, scores, answer)."""
-    if not (Path(run_dir) / "results.jsonl").is_file():  # checked first: ChainLog() would create the folder
-        raise ValueError(f"{run_dir} holds no results.jsonl records")
-    records = ChainLog(run_dir).records()
-    if not records:
-        raise ValueError(f"{run_dir} holds no results.jsonl records")
-    ids = list(dict.fromkeys(r["problem_id"] for r in records))
-    problem_id = problem_id or ids[0]
-    if problem_id not in ids:
-        raise ValueError(f"problem {problem_id!r} is not in {run_dir}; it has {len(ids)} problems, e.g. {ids[0]}")
+    problem_id, records = problem_records(run_dir, problem_id)
     lines = [f"problem {problem_id}"]
     for record in records:
         name = f"{record['strategy']}@{record['n']}"

@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 import tasks
 from tasks import Problem, Task
-from vot.chain import Chain, ChainLog
+from vot.chain import Chain, problem_records
 
 PANEL = 128  # px side of each image panel in a strip
 TEXT_WIDTH = 220
@@ -232,17 +232,7 @@ def load_run(run_dir: str | Path, problem_id: str | None = None, group: str | No
     ``problem_id`` defaults to the first problem in the log; ``group`` (``strategy@N``, as
     ``vot show`` prints them) defaults to the sampled pool (``pool@N``) if the run has one, else the
     first group. Sketches load from their PNG files; the problem is re-generated from its id."""
-    path = Path(run_dir) / "results.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir} has no results.jsonl (is it a `vot bench` run directory?)")
-    records = ChainLog(run_dir).records()
-    if not records:
-        raise ValueError(f"{path} holds no complete problem")
-    ids = list(dict.fromkeys(r["problem_id"] for r in records))
-    problem_id = problem_id or ids[0]
-    if problem_id not in ids:
-        raise ValueError(f"problem {problem_id!r} is not in {run_dir}; it has {len(ids)} problems, e.g. {ids[0]}")
-    mine = [r for r in records if r["problem_id"] == problem_id]
+    problem_id, mine = problem_records(run_dir, problem_id)
     groups = list(dict.fromkeys(f"{r['strategy']}@{r['n']}" for r in mine))
     if group is None:
         group = next((g for g in groups if g.startswith("pool@")), groups[0])
