@@ -69,7 +69,7 @@ def _assemble(environment, preset, DDIMScheduler, UNet2DModel, SketchPipeline, b
                                       preset.embedding_dim)
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
                               timestep_spacing="trailing", clip_sample=True)
-    return SketchPipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
+    return SketchPipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, default_steps=4)
 
 
 def save_weights(pipe, out: str | Path, dtype: str = "float16") -> None:
