@@ -17,6 +17,7 @@ from PIL import Image
 from vot.chain import LOG_SCHEMA, ChainLog
 from vot.cli import main
 from vot.report import scaling_points
+from run_helpers import without_timing
 
 ALL = "greedy,best_of_n,weighted_best_of_n,self_consistency,beam,dvts,refine,adaptive"
 SMALL = ["bench", "maze-mcq", "--size", "3,4", "--count", "3", "--n", "2,4", "--strategy", ALL,
@@ -38,15 +39,6 @@ def small_run(tmp_path_factory):
 
 def _lines(out):
     return [json.loads(line) for line in (Path(out) / "results.jsonl").read_text().splitlines()]
-
-
-def _without_timing(record):
-    """A log line minus the wall-clock seconds (the only thing a rerun may change)."""
-    record = json.loads(json.dumps(record))
-    record["chain"]["compute"].pop("wall_seconds")
-    if record["result"] is not None:
-        record["result"]["compute"].pop("wall_seconds")
-    return record
 
 
 def _no_duplicate_chains(out):
@@ -150,7 +142,7 @@ def test_resume_after_a_torn_log_equals_an_uninterrupted_run(small_run, tmp_path
     _no_duplicate_chains(out)
 
     def normalized(run):
-        return sorted((_without_timing(r) for r in _lines(run)), key=lambda r: json.dumps(r, sort_keys=True))
+        return sorted((without_timing(r) for r in _lines(run)), key=lambda r: json.dumps(r, sort_keys=True))
 
     assert normalized(out) == normalized(reference)
 

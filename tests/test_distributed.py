@@ -14,6 +14,7 @@ import pytest
 
 from vot.bench import BenchConfig, run_bench
 from vot.distributed import Shard, launched, merge_rank_logs
+from run_helpers import without_timing
 
 ARGS = ["maze-mcq-v0", "--size", "3", "--count", "6", "--n", "1,2"]
 
@@ -28,14 +29,6 @@ def _lines(out):
 
 def _key(record):
     return record["problem_id"], record["strategy"], record["n"], record["chain"]["sample"]
-
-
-def _without_timing(record):
-    record = json.loads(json.dumps(record))
-    record["chain"]["compute"].pop("wall_seconds")
-    if record["result"] is not None:
-        record["result"]["compute"].pop("wall_seconds")
-    return record
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +77,7 @@ def test_accelerate_launch_two_processes_matches_one(tmp_path, single):
         assert set(counts) == problems
         assert set(counts.values()) == ({2} if strategy == "pool" else {1})  # pool: N_max=2 chains; else one result
     assert [r["problem_id"] for r in merged] == [r["problem_id"] for r in alone]  # problem order
-    assert sorted(map(_without_timing, merged), key=_key) == sorted(map(_without_timing, alone), key=_key)
+    assert sorted(map(without_timing, merged), key=_key) == sorted(map(without_timing, alone), key=_key)
     for record in merged:
         for step in record["chain"]["steps"]:
             assert step["sketch_path"] is None or (out / step["sketch_path"]).is_file()
@@ -111,7 +104,7 @@ def test_resume_merges_rank_files_of_a_killed_run(tmp_path, single):
     assert summary["metrics"] == expected["metrics"] and summary["curves"] == expected["curves"]
     assert not list(out.glob("results.rank*"))
     merged = _lines(out)
-    assert sorted(map(_without_timing, merged), key=_key) == sorted(map(_without_timing, map(json.loads, alone)), key=_key)
+    assert sorted(map(without_timing, merged), key=_key) == sorted(map(without_timing, map(json.loads, alone)), key=_key)
     assert [r["problem_id"] for r in merged][-1] == ids[-1]  # the torn problem was rerun last
 
 
