@@ -76,14 +76,30 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    if args.what != "sketcher":
-        raise ValueError(f"vot train {args.what}: not available yet (only 'sketcher')")
+    if args.what == "policy":
+        return _train_policy(args)
+    if args.mode is not None:
+        raise ValueError("--mode applies to vot train policy only")
     from imagegen.train import SketcherTrainConfig, train_sketcher
 
     config = SketcherTrainConfig(task=args.task, preset=args.preset, steps=args.steps, out=args.out or f"checkpoints/sketcher-{args.task}-{args.preset}",
                                  seed=args.seed, resume=args.resume, device=args.device)
     path = train_sketcher(config)
     print(f"saved the sketcher to {path}")
+    return 0
+
+
+def _train_policy(args) -> int:
+    import tasks
+    from vot.lm.train import PolicyTrainConfig, train_policy
+
+    task = tasks.get(args.task)
+    mode = args.mode or "vot"
+    out = args.out or f"checkpoints/policy-{task.id}-{mode}-{args.preset}"
+    config = PolicyTrainConfig(task=task.id, mode=mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
+                               resume=args.resume, device=args.device, sketcher_share=args.sketcher_share)
+    path = train_policy(config)
+    print(f"saved the policy to {path}")
     return 0
 
 
@@ -170,10 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train a model: vot train sketcher --task maze --preset tiny")
     p.add_argument("what", choices=["sketcher", "policy"])
-    p.add_argument("--task", required=True, help="task id or environment (maze, frozenlake, minibehavior)")
+    p.add_argument("--task", required=True, help="sketcher: task id or environment (maze, frozenlake, minibehavior); "
+                                                 "policy: task id (maze-mcq-v0)")
+    p.add_argument("--mode", default=None, choices=["vot", "cot", "direct"],
+                   help="policy only: reason with sketches (vot), with text coordinates (cot) or answer directly")
+    p.add_argument("--sketcher-share", type=float, default=0.2,
+                   help="policy, vot mode: share of training problems whose sketches come from the trained sketcher")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
-    p.add_argument("--out", default=None, help="output directory (default checkpoints/sketcher-<task>-<preset>)")
+    p.add_argument("--out", default=None, help="output directory (default checkpoints/<what>-<task>-[<mode>-]<preset>)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -1,0 +1,227 @@
+"""HFPolicy on a tiny random LLaVA built offline (CLIP vision tower + Llama text model, WordLevel tokenizer)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("transformers")
+from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers  # noqa: E402
+from transformers import (CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,  # noqa: E402
+                          LlavaProcessor, PreTrainedTokenizerFast)
+
+import tasks  # noqa: E402
+from imagegen.base import BlankSketcher, OracleSketcher  # noqa: E402
+from vot.hf_policy import HFPolicy  # noqa: E402
+from vot.policy import Policy  # noqa: E402
+from vot.reasoner import Reasoner  # noqa: E402
+
+TASK = "maze-mcq-v0"
+SPECIALS = ["</s>", "<s>", "<pad>", "<unk>", "<image>"]
+TEMPLATE = ("<s>{% for m in messages %}{{ m['role'] }} :{% if m['content'] is string %} {{ m['content'] }}{% else %}"
+            "{% for c in m['content'] %}{% if c['type'] == 'image' %} <image>{% else %} {{ c['text'] }}{% endif %}"
+            "{% endfor %}{% endif %} </s> {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}")
+# Tokens the tiny model must never pick greedily (so a chain neither stops nor answers by chance).
+QUIET = SPECIALS + ["\n", "A", "B", "C", "D", "blue", "green", "orange", "purple", "answer"]
+
+
+def _problems(n=3):
+    task = tasks.get(TASK)
+    return [task.generate(np.random.default_rng(i), size=3) for i in range(n)]
+
+
+def _tokenizer():
+    pre = pre_tokenizers.Whitespace()
+    words = set()
+    for problem in _problems(6):
+        words |= {w for w, _ in pre.pre_tokenize_str(problem.prompt)}
+    extra = f"user assistant : Go up down left right . The answer is A B C D {HFPolicy.SKETCH_TEXT} {HFPolicy.CONTINUE_TEXT}"
+    words |= {w for w, _ in pre.pre_tokenize_str(extra)}
+    vocab = {token: i for i, token in enumerate(SPECIALS + ["\n"] + sorted(words - set(SPECIALS)))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIALS])
+    backend.add_tokens([AddedToken("\n", normalized=False)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def _save_checkpoint(directory, *, eos_only=False, chat_template=TEMPLATE):
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    tokenizer = _tokenizer()
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    # 32 / 8 = 4 -> 16 patches + CLS (num_additional_image_tokens=1), minus CLS ("default") = 16 image tokens
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8,
+                               vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                               chat_template=chat_template)
+    vision = CLIPVisionConfig(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                              num_attention_heads=2)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    config = LlavaConfig(vision_config=vision, text_config=text, vision_feature_layer=-1,
+                         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_select_strategy="default")
+    torch.manual_seed(0)  # model init only; the policy itself never touches the global RNG
+    model = LlavaForConditionalGeneration(config).eval()
+    with torch.no_grad():
+        head = model.lm_head.weight
+        if eos_only:  # every logit 0: greedy argmax takes the first id, which is EOS ("</s>" is id 0)
+            head.zero_()
+        else:  # logit 0 for the quiet tokens; the largest of ~70 random logits is surely above 0
+            head.mul_(20.0)
+            head[tokenizer.convert_tokens_to_ids(QUIET)] = 0.0
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return _save_checkpoint(tmp_path_factory.mktemp("tiny-llava"))
+
+
+@pytest.fixture(scope="module")
+def policy(checkpoint):
+    return HFPolicy(checkpoint, max_new_tokens=6)
+
+
+def test_label_and_protocol(policy, checkpoint):
+    assert isinstance(policy, Policy)
+    assert policy.label == f"hf:{checkpoint.name}"
+    assert policy.tokenizer.padding_side == "left"
+    assert policy.model.dtype == torch.float32
+
+
+def test_two_step_chain_through_the_loop(policy):
+    problem = _problems(1)[0]
+    calls = []
+    original = policy.processor.apply_chat_template
+
+    def spy(conversations, *args, **kwargs):
+        calls.append([sum(c.get("type") == "image" for m in conv for c in m["content"]) for conv in conversations])
+        return original(conversations, *args, **kwargs)
+
+    policy.processor.apply_chat_template = spy
+    try:
+        reasoner = Reasoner(policy, OracleSketcher(TASK), None, max_steps=2)
+        running = reasoner.start([problem], [0], greedy=True)
+        reasoner.complete(running)
+    finally:
+        del policy.processor.apply_chat_template
+    chain, context = running[0].chain, running[0].context
+    assert len(chain.steps) == 2 and chain.meta.get("stopped") == "max_steps"
+    assert isinstance(chain.steps[0].sketch, Image.Image)
+    assert calls == [[1], [2]]  # the second think reads the problem image and the first sketch
+    assert context.num_images == 2
+    assert [m["role"] for m in context.messages] == ["user", "assistant", "user", "assistant"]
+    for step, ids in zip(chain.steps, context.token_ids):
+        assert step.thought and not step.is_answer
+        assert len(step.logprobs) == len(ids) == 6
+        assert all(isinstance(lp, float) and math.isfinite(lp) and lp < 0 for lp in step.logprobs)
+    assert chain.compute.policy_tokens == 12
+
+
+def _greedy(policy, problems):
+    reasoner = Reasoner(policy, OracleSketcher(TASK), None, max_steps=2)
+    chains = reasoner.run(problems, n=1, greedy=True)
+    return [[(s.thought, s.logprobs) for s in c[0].steps] for c in chains]
+
+
+def test_greedy_is_deterministic_and_batch_invariant(policy):
+    problems = _problems(2)
+    batched = _greedy(policy, problems)
+    assert batched == _greedy(policy, problems)
+    singles = [_greedy(policy, [p])[0] for p in problems]
+    for got, want in zip(batched, singles):
+        assert [t for t, _ in got] == [t for t, _ in want]
+        np.testing.assert_allclose(np.concatenate([lp for _, lp in got]), np.concatenate([lp for _, lp in want]),
+                                   atol=1e-4)
+
+
+def test_sampling_is_keyed_per_chain(checkpoint):
+    sampler = HFPolicy(checkpoint, temperature=1.0, top_p=0.9, max_new_tokens=4, seed=3)
+    problems = _problems(2)
+    state = torch.random.get_rng_state()
+
+    def texts(contexts):
+        return [t.text for t in sampler.think(contexts)]
+
+    both = texts(sampler.begin(problems, [0, 0]))
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is never used
+    assert [texts(sampler.begin([p], [0]))[0] for p in problems] == both  # batching does not matter
+    again = HFPolicy(checkpoint, temperature=1.0, top_p=0.9, max_new_tokens=4, seed=3)
+    assert [t.text for t in again.think(again.begin(problems, [0, 0]))] == both
+    many = texts(sampler.begin([problems[0]] * 4, [0, 1, 2, 3]))
+    assert many[0] == both[0] and len(set(many)) > 1  # sample indices differ
+    # forks copy the conversation and sample differently from their parent
+    parent = sampler.begin([problems[0]], [0])[0]
+    child = sampler.fork(parent, 1)
+    assert child.messages == parent.messages and child.messages is not parent.messages
+    first = texts([parent, child])
+    assert len(parent.messages) == len(child.messages) == 2
+    assert first[0] == both[0]
+    other_forks = texts([sampler.fork(sampler.begin([problems[0]], [0])[0], b) for b in range(2, 6)])
+    assert len(set(other_forks + first)) > 1
+
+
+def test_eos_without_action_is_an_answer(tmp_path):
+    policy = HFPolicy(_save_checkpoint(tmp_path / "eos", eos_only=True), max_new_tokens=5)
+    contexts = policy.begin(_problems(1), [0], greedy=True)
+    (thought,) = policy.think(contexts)
+    assert thought.is_answer and thought.text == ""
+    assert len(thought.logprobs) == 1 and thought.logprobs[0] < 0
+    assert contexts[0].token_ids == [[policy.tokenizer.eos_token_id]]
+
+
+def test_answer_detection(policy):
+    context = policy.begin(_problems(1), [0])[0]
+    assert policy._states_answer(context, "The answer is C .")
+    assert not policy._states_answer(context, "Go right .")
+    nav = policy.begin([tasks.get("maze-nav-v0").generate(np.random.default_rng(0), size=3)], [0])[0]
+    assert not policy._states_answer(nav, "Go right .")  # an action sentence is not a plan answer
+    assert policy._states_answer(nav, "The answer is : Go right .")
+
+
+def test_cut_at_newline_and_eos(policy):
+    tok = policy.tokenizer
+    ids = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    newline, eos = tok.convert_tokens_to_ids("\n"), tok.eos_token_id
+    assert policy._cut([newline] + ids("Go right .") + [newline] + ids("Go up")) == (5, "Go right .", False)
+    assert policy._cut(ids("Go up") + [eos] + ids("Go")) == (3, "Go up", True)
+    assert policy._cut(ids("Go up")) == (2, "Go up", False)
+
+
+def test_text_only_observe_keeps_roles_alternating(policy):
+    reasoner = Reasoner(policy, BlankSketcher(), None, max_steps=2)
+    running = reasoner.start(_problems(1), [0], greedy=True)
+    reasoner.complete(running)
+    assert [m["role"] for m in running[0].context.messages] == ["user", "assistant", "user", "assistant"]
+    assert running[0].context.num_images == 1
+
+
+def test_errors(policy, checkpoint, tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        HFPolicy(missing)
+    with pytest.raises(ValueError, match="chat template"):
+        HFPolicy(_save_checkpoint(tmp_path / "notemplate", chat_template=None))
+    with pytest.raises(ValueError, match="2 problems but 1 sample"):
+        policy.begin(_problems(2), [0])
+    contexts = policy.begin(_problems(2), [0, 1], greedy=True)
+    with pytest.raises(ValueError, match="1 images for 2 contexts"):
+        policy.observe(contexts, [contexts[0].problem.image], None)
+    with pytest.raises(TypeError, match="PIL"):
+        policy.observe(contexts[:1], ["not an image"], None)
+    policy.think(contexts[:1])
+    with pytest.raises(ValueError, match="without observe"):
+        policy.think(contexts[:1])
+    for bad in (dict(temperature=-1), dict(top_p=0.0), dict(max_new_tokens=0), dict(seed=-1)):
+        with pytest.raises(ValueError):
+            HFPolicy(checkpoint, **bad)
+    assert policy.think([]) == []

@@ -1,0 +1,102 @@
+"""`PatchEncoder`: a small ViT or SigLIP vision transformer built from a transformers config, plus
+a LLaVA-style MLP projector to the policy's width. Trained jointly with the policy.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+VISION_KINDS = ("vit", "siglip")
+
+
+def images_to_pixels(images: Sequence[Image.Image]) -> torch.Tensor:
+    """PIL images of one size -> float pixels in [-1, 1], (B, 3, H, W)."""
+    sizes = {image.size for image in images}
+    if len(sizes) != 1:
+        raise ValueError(f"images in one batch must share a size, got {sorted(sizes)}")
+    arrays = np.stack([np.asarray(image.convert("RGB"), dtype=np.float32) for image in images])  # (B, H, W, 3)
+    return torch.from_numpy(arrays).permute(0, 3, 1, 2) / 127.5 - 1.0  # (B, 3, H, W)
+
+
+def vision_config(kind: str, *, hidden_size: int = 64, layers: int = 1, heads: int = 4, patch_size: int = 8,
+                  image_size: int = 64):
+    """A transformers ViT or SigLIP vision config of the given shape."""
+    if kind == "vit":
+        from transformers import ViTConfig
+
+        return ViTConfig(hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
+                         intermediate_size=hidden_size * 2, image_size=image_size, patch_size=patch_size,
+                         num_channels=3)
+    if kind == "siglip":
+        from transformers import SiglipVisionConfig
+
+        return SiglipVisionConfig(hidden_size=hidden_size, num_hidden_layers=layers, num_attention_heads=heads,
+                                  intermediate_size=hidden_size * 2, image_size=image_size, patch_size=patch_size,
+                                  num_channels=3, vision_use_head=False)
+    raise ValueError(f"unknown vision model kind {kind!r}; available: {', '.join(VISION_KINDS)}")
+
+
+class PatchEncoder(nn.Module):
+    """Vision transformer + projector: ``encode(images) -> (B, T, dim)`` with one token per patch.
+
+    Args:
+        config: a ``ViTConfig`` or ``SiglipVisionConfig`` (the kind is read from ``config.model_type``).
+        dim: the policy's hidden size; a two-layer MLP projects the vision width to it.
+        pad: pad images on the bottom and right to a multiple of the patch size (with 0, mid grey)
+            instead of refusing them; lets a patch cover several task cells for shorter contexts.
+
+    Images of any size that is a multiple of ``patch_size`` are accepted: position embeddings are
+    interpolated from the configured ``image_size`` grid. The ViT class token is dropped, so T is
+    the number of patches, (H / patch) * (W / patch), in row-major order.
+    """
+
+    def __init__(self, config, dim: int, *, pad: bool = False):
+        super().__init__()
+        from transformers import SiglipVisionModel, ViTModel
+
+        if config.model_type == "vit":
+            self.vision = ViTModel(config, add_pooling_layer=False)
+        elif config.model_type in ("siglip_vision_model", "siglip"):
+            self.vision = SiglipVisionModel(config)
+        else:
+            raise ValueError(f"PatchEncoder needs a ViT or SigLIP vision config, got {config.model_type!r}")
+        self.kind = "vit" if config.model_type == "vit" else "siglip"
+        self.patch = config.patch_size
+        self.dim, self.pad = dim, pad
+        width = config.hidden_size
+        self.projector = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim))
+
+    def tokens_per_image(self, width: int, height: int) -> int:
+        """T for an image of this size."""
+        if self.pad:
+            return -(-height // self.patch) * -(-width // self.patch)
+        return (height // self.patch) * (width // self.patch)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> (B, T, dim)."""
+        height, width = pixels.shape[-2:]
+        if self.pad:
+            pixels = nn.functional.pad(pixels, (0, -width % self.patch, 0, -height % self.patch))
+            height, width = pixels.shape[-2:]
+        if height % self.patch or width % self.patch:
+            raise ValueError(f"image sides must be multiples of the patch size {self.patch}, got {width}x{height}")
+        dtype = next(self.vision.parameters()).dtype
+        hidden = self.vision(pixel_values=pixels.to(dtype), interpolate_pos_encoding=True).last_hidden_state
+        if self.kind == "vit":
+            hidden = hidden[:, 1:]  # drop the class token: (B, T, width)
+        return self.projector(hidden)  # (B, T, dim)
+
+    @torch.no_grad()
+    def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """PIL images of one size -> vision tokens (B, T, dim)."""
+        if not images:
+            return torch.zeros(0, 0, self.dim)
+        return self(images_to_pixels(images).to(self.device))

@@ -1,0 +1,276 @@
+"""`HFPolicy`: a local Hugging Face image-text-to-text checkpoint (LLaVA- or Qwen2-VL-style) as a Policy.
+
+Each chain's context is the chat conversation itself: a user turn with the problem image and prompt,
+then one assistant turn per thought and one user turn per observed sketch (the image plus
+``HFPolicy.SKETCH_TEXT``). Every ``think`` re-renders all conversations with the processor's chat
+template and runs one left-padded, batched ``model.generate`` (no KV cache is kept between calls:
+simple and model-agnostic, at the cost of re-reading the conversation each step).
+
+Randomness. ``generate`` has no ``generator`` argument and samples with the global RNG, so
+``generate`` always runs *greedy* here and the sampling is done by a logits processor
+(`_ChainSampler`) that, for every sampled row, applies temperature and top-p to the raw logits, draws
+the token with that row's own ``torch.Generator`` and masks every other token to ``-inf`` (so
+generate's argmax picks the drawn token). Each row's generator is seeded from
+(seed, problem id, step, sample index, fork branches), the key `SimulatedPolicy` uses, so a chain's
+thoughts do not depend on batching, order or other chains, and the global RNG is never touched.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import LogitsProcessor, StoppingCriteria
+
+import tasks
+from tasks import Problem
+from tasks.parsing import parse_actions
+from vot.policy import Thought
+
+# Tokens that end an assistant turn in common chat formats (used when present in the vocabulary).
+_END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+@dataclass
+class HFContext:
+    """One chain's conversation (chat messages, images inline) and its sampling key."""
+
+    problem: Problem
+    task: Any
+    messages: list[dict]
+    lineage: tuple[int, ...]  # sample index, then one entry per fork
+    greedy: bool = False
+    step: int = 0  # thoughts produced so far
+    token_ids: list[list[int]] = field(default_factory=list)  # generated ids of each thought (incl. its stop token)
+
+    @property
+    def num_images(self) -> int:
+        """Images in the conversation so far (the problem image plus every observed sketch)."""
+        return sum(1 for m in self.messages for c in m["content"] if c.get("type") == "image")
+
+
+class HFPolicy:
+    """A local image-text-to-text checkpoint that reads the problem image and every sketch itself.
+
+    Args:
+        path: directory holding a checkpoint loadable with ``AutoProcessor`` and
+            ``AutoModelForImageTextToText`` (``local_files_only``); the processor needs a chat template.
+        temperature: sampling temperature; ``0`` means greedy decoding.
+        top_p: nucleus sampling mass in (0, 1].
+        max_new_tokens: tokens per thought at most.
+        seed: base of every chain's sampling seed (a non-negative integer).
+        device: torch device; the model runs in bfloat16 on CUDA and float32 elsewhere.
+
+    A thought stops at an end-of-turn/EOS token or at the first newline after some text (leading
+    newlines are skipped). It is an answer when it states one ("The answer is ..." that the task can
+    parse), when the model ended its turn without naming an action to sketch, or when it is empty.
+    Log-probs are of the generated tokens (the stop token included) under the model's raw logits
+    (log-softmax before temperature / top-p). ``observe`` ignores ``tokens``: the model encodes the
+    sketches itself, so use the Reasoner with ``encoder=None``.
+    """
+
+    SKETCH_TEXT = "Sketch of the state after that step."
+    CONTINUE_TEXT = "Continue."  # user turn after a thought when the sketcher draws nothing
+
+    def __init__(self, path: str | Path, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 48,
+                 seed: int = 0, device: str | torch.device = "cpu"):
+        from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(f"HFPolicy: checkpoint directory {str(path)!r} does not exist")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.path = path
+        self.label = f"hf:{path.resolve().name}"
+        self.temperature, self.top_p = float(temperature), float(top_p)
+        self.max_new_tokens, self.seed = int(max_new_tokens), int(seed)
+        self.device = torch.device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+
+        self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+        if not getattr(self.processor, "chat_template", None):
+            raise ValueError(f"HFPolicy: the processor in {str(path)!r} has no chat template "
+                             "(chat_template.jinja / chat_template.json); one is needed to format the conversation")
+        self.tokenizer = self.processor.tokenizer
+        self.tokenizer.padding_side = "left"
+        self.model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, dtype=self.dtype)
+        self.model.to(self.device).eval()
+
+        self.stop_ids = self._stop_ids()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.convert_ids_to_tokens(self.stop_ids[0])
+        # Only these settings: the checkpoint's own sampling defaults (top_k, repetition_penalty, ...)
+        # would otherwise be merged into every generate call.
+        self.model.generation_config = GenerationConfig(
+            bos_token_id=self.tokenizer.bos_token_id, eos_token_id=list(self.stop_ids),
+            pad_token_id=self.tokenizer.pad_token_id)
+        self._newline: dict[int, bool] = {}
+
+    def _stop_ids(self) -> list[int]:
+        ids = []
+        eos = self.model.generation_config.eos_token_id
+        ids += list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.append(self.tokenizer.eos_token_id)
+        vocab = self.tokenizer.get_vocab()
+        ids += [vocab[t] for t in _END_OF_TURN_TOKENS if t in vocab]
+        ids = sorted(set(int(i) for i in ids))
+        if not ids:
+            raise ValueError(f"HFPolicy: {str(self.path)!r} defines no EOS / end-of-turn token")
+        return ids
+
+    # --- Policy protocol -----------------------------------------------------------------------
+    def begin(self, problems: Sequence[Problem], samples: Sequence[int], *, greedy: bool = False) -> list[HFContext]:
+        """One context per (problems[i], samples[i]): a user turn with the problem image and prompt."""
+        if len(problems) != len(samples):
+            raise ValueError(f"got {len(problems)} problems but {len(samples)} sample indices")
+        contexts = []
+        for problem, sample in zip(problems, samples):
+            messages = [{"role": "user", "content": [{"type": "image", "image": problem.image},
+                                                     {"type": "text", "text": problem.prompt}]}]
+            contexts.append(HFContext(problem, tasks.get(problem.task), messages, (int(sample),),
+                                      greedy=bool(greedy) or self.temperature == 0.0))
+        return contexts
+
+    def fork(self, context: HFContext, branch: int) -> HFContext:
+        """A copy of the conversation whose future samples differ by ``branch`` (images are shared)."""
+        messages = [{**m, "content": [dict(c) for c in m["content"]]} for m in context.messages]
+        return HFContext(context.problem, context.task, messages, context.lineage + (int(branch),), context.greedy,
+                         context.step, [list(t) for t in context.token_ids])
+
+    @torch.no_grad()
+    def think(self, contexts: Sequence[HFContext]) -> list[Thought]:
+        """Next thought of every context: one batched, left-padded ``generate`` over all conversations."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        if not contexts:
+            return []
+        for context in contexts:
+            if context.messages[-1]["role"] == "assistant":
+                raise ValueError(f"{context.problem.id}: think called twice without observe in between")
+        inputs = self.processor.apply_chat_template(
+            [c.messages for c in contexts], add_generation_prompt=True, tokenize=True, return_dict=True,
+            return_tensors="pt", processor_kwargs={"padding": True})
+        inputs = {k: (v.to(self.device, self.dtype) if torch.is_floating_point(v) else v.to(self.device))
+                  if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}
+        prompt_len = inputs["input_ids"].shape[1]
+        generators = [None if c.greedy else self._generator(c) for c in contexts]
+        processors = LogitsProcessorList()
+        if any(g is not None for g in generators):
+            processors.append(_ChainSampler(generators, self.temperature, self.top_p))
+        config = GenerationConfig(max_new_tokens=self.max_new_tokens, do_sample=False, eos_token_id=list(self.stop_ids),
+                                  pad_token_id=self.tokenizer.pad_token_id, bos_token_id=self.tokenizer.bos_token_id,
+                                  output_logits=True, return_dict_in_generate=True)
+        out = self.model.generate(**inputs, generation_config=config, logits_processor=processors,
+                                  stopping_criteria=StoppingCriteriaList([_NewlineStop(self, prompt_len)]))
+        generated = out.sequences[:, prompt_len:]
+        logprobs = torch.stack([torch.log_softmax(logits.float(), dim=-1).gather(1, generated[:, i:i + 1].to(logits.device))[:, 0]
+                                for i, logits in enumerate(out.logits)], dim=1).cpu()  # (B, T), raw logits
+        thoughts = []
+        for row, context in enumerate(contexts):
+            ids = generated[row].tolist()
+            keep, text, ended = self._cut(ids)
+            is_answer = (not text or self._states_answer(context, text)
+                         or (ended and parse_actions(text, context.task.actions) is None))
+            context.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+            context.token_ids.append(ids[:keep])
+            context.step += 1
+            thoughts.append(Thought(text, logprobs[row, :keep].tolist(), bool(is_answer)))
+        return thoughts
+
+    def observe(self, contexts: Sequence[HFContext], images: Sequence[Image.Image] | None,
+                tokens: torch.Tensor | None) -> None:
+        """Append each sketch as a user turn (image + ``SKETCH_TEXT``); ``images=None`` (text-only
+        chains) appends a ``CONTINUE_TEXT`` user turn so roles keep alternating. ``tokens`` is ignored."""
+        if images is not None and len(images) != len(contexts):
+            raise ValueError(f"got {len(images)} images for {len(contexts)} contexts")
+        for i, context in enumerate(contexts):
+            if images is None:
+                content = [{"type": "text", "text": self.CONTINUE_TEXT}]
+            else:
+                if not isinstance(images[i], Image.Image):
+                    raise TypeError(f"images[{i}] is a {type(images[i]).__name__}, expected a PIL.Image")
+                content = [{"type": "image", "image": images[i]}, {"type": "text", "text": self.SKETCH_TEXT}]
+            context.messages.append({"role": "user", "content": content})
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _generator(self, context: HFContext) -> torch.Generator:
+        key = zlib.crc32(context.problem.id.encode())
+        words = np.random.SeedSequence([self.seed, key, context.step, *context.lineage]).generate_state(2, np.uint32)
+        generator = torch.Generator(device=self.device)
+        generator.manual_seed(((int(words[0]) << 32) | int(words[1])) & (2 ** 63 - 1))
+        return generator
+
+    def _has_newline(self, token: int) -> bool:
+        if token not in self._newline:
+            self._newline[token] = "\n" in self.tokenizer.decode([token], skip_special_tokens=False)
+        return self._newline[token]
+
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def _ends_line(self, ids: Sequence[int]) -> bool:
+        """Whether ``ids`` (a thought so far) ends with a token that closes a non-empty line."""
+        return self._has_newline(ids[-1]) and "\n" in self._decode(ids).lstrip()
+
+    def _cut(self, ids: list[int]) -> tuple[int, str, bool]:
+        """(tokens kept incl. the stop token, thought text, whether the turn ended) for one row."""
+        stops = set(self.stop_ids)
+        for i, token in enumerate(ids):
+            if token in stops:
+                return i + 1, self._decode(ids[:i]).strip(), True
+            if self._ends_line(ids[:i + 1]):
+                return i + 1, self._decode(ids[:i + 1]).lstrip().split("\n", 1)[0].strip(), False
+        return len(ids), self._decode(ids).strip(), False
+
+    @staticmethod
+    def _states_answer(context: HFContext, text: str) -> bool:
+        # The "answer" marker is required: a navigation task parses any action sentence as a plan.
+        return "answer" in text.lower() and context.task.parse_answer(text) is not None
+
+
+class _ChainSampler(LogitsProcessor):
+    """Logits processor: temperature + top-p sampling with one generator per row (rows whose
+    generator is ``None`` are left untouched, i.e. greedy). Sampled rows come back as 0 at the drawn
+    token and -inf elsewhere, so greedy ``generate`` emits exactly the drawn token."""
+
+    def __init__(self, generators: Sequence[torch.Generator | None], temperature: float, top_p: float):
+        self.generators, self.temperature, self.top_p = list(generators), temperature, top_p
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        out = scores.clone()
+        for row, generator in enumerate(self.generators):
+            if generator is None:
+                continue
+            probs = torch.softmax(scores[row].float() / self.temperature, dim=-1)
+            if self.top_p < 1.0:
+                sorted_probs, order = torch.sort(probs, descending=True)
+                outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= self.top_p  # keeps the top token
+                probs = probs.scatter(0, order[outside], 0.0)
+            token = torch.multinomial(probs, 1, generator=generator)
+            out[row] = float("-inf")
+            out[row, token] = 0.0
+        return out
+
+
+class _NewlineStop(StoppingCriteria):
+    """Stopping criterion: a row is done once its thought has a non-empty line ended by a newline."""
+
+    def __init__(self, policy: HFPolicy, prompt_len: int):
+        self.policy, self.prompt_len = policy, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        done = [input_ids.shape[1] > self.prompt_len and self.policy._ends_line(row[self.prompt_len:].tolist())
+                for row in input_ids]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)

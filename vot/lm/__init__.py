@@ -1,0 +1,1 @@
+"""The project's own small multimodal policy: tokenizer, model, decoding and training."""

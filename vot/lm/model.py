@@ -1,0 +1,143 @@
+"""`PolicyModel`: a Llama- or Qwen2-style decoder from a transformers config plus a `PatchEncoder`.
+
+Text tokens and vision tokens share one sequence of input embeddings. A token id of ``IMAGE_SLOT``
+(-1) marks a position that takes the next vision token; vision tokens fill those slots in row-major
+order (batch, then position), so a sequence's images must be passed in the order they appear.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vision_encoder.patch import PatchEncoder, vision_config
+from vot.lm.tokenizer import WordTokenizer
+
+IMAGE_SLOT = -1
+DECODERS = ("llama", "qwen2")
+MODES = ("vot", "cot", "direct")
+
+
+@dataclass
+class PolicyShape:
+    """The architecture of a policy: decoder and vision tower sizes."""
+
+    decoder: str = "llama"
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 4
+    max_positions: int = 4096
+    vision: str = "vit"
+    vision_hidden: int = 64
+    vision_layers: int = 1
+    vision_heads: int = 4
+    patch: int = 16  # pixels; 2x2 task cells per vision token (images padded to a multiple)
+
+    def decoder_config(self, vocab_size: int, tokenizer: WordTokenizer):
+        common = dict(vocab_size=vocab_size, hidden_size=self.hidden, intermediate_size=self.hidden * 2,
+                      num_hidden_layers=self.layers, num_attention_heads=self.heads,
+                      num_key_value_heads=self.kv_heads, max_position_embeddings=self.max_positions,
+                      pad_token_id=tokenizer.pad, bos_token_id=tokenizer.bos, eos_token_id=tokenizer.eos,
+                      tie_word_embeddings=True)
+        if self.decoder == "llama":
+            from transformers import LlamaConfig
+
+            return LlamaConfig(**common)
+        if self.decoder == "qwen2":
+            from transformers import Qwen2Config
+
+            return Qwen2Config(**common)
+        raise ValueError(f"unknown decoder {self.decoder!r}; available: {', '.join(DECODERS)}")
+
+
+@dataclass
+class PolicySpec:
+    """What a saved policy is: its task, its reasoning mode and its shape (``policy.json``)."""
+
+    task: str
+    mode: str
+    shape: PolicyShape = field(default_factory=PolicyShape)
+    format: str = "vot.policy/1"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"unknown mode {self.mode!r}; available: {', '.join(MODES)}")
+        if isinstance(self.shape, dict):
+            self.shape = PolicyShape(**self.shape)
+
+
+class PolicyModel(nn.Module):
+    """Decoder + vision encoder. ``forward`` is teacher-forced: returns the mean text-token loss."""
+
+    def __init__(self, spec: PolicySpec, tokenizer: WordTokenizer):
+        super().__init__()
+        from transformers import AutoModelForCausalLM
+
+        self.spec, self.tokenizer = spec, tokenizer
+        shape = spec.shape
+        self.decoder = AutoModelForCausalLM.from_config(shape.decoder_config(len(tokenizer), tokenizer))
+        config = vision_config(shape.vision, hidden_size=shape.vision_hidden, layers=shape.vision_layers,
+                               heads=shape.vision_heads, patch_size=shape.patch, image_size=4 * shape.patch)
+        self.encoder = PatchEncoder(config, dim=shape.hidden, pad=True)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def embed(self, ids: torch.Tensor, vision: torch.Tensor | None) -> torch.Tensor:
+        """ids (B, L) with IMAGE_SLOT where vision tokens go; vision (N, T, D) or None -> (B, L, D)."""
+        slots = ids == IMAGE_SLOT
+        embeds = self.decoder.get_input_embeddings()(ids.clamp(min=0))  # (B, L, D)
+        if vision is None or not slots.any():
+            if slots.any():
+                raise ValueError("the sequence has image slots but no vision tokens were given")
+            return embeds
+        if vision.shape[0] * vision.shape[1] != int(slots.sum()):
+            raise ValueError(f"{int(slots.sum())} image slots but {vision.shape[0] * vision.shape[1]} vision tokens")
+        return embeds.masked_scatter(slots.unsqueeze(-1), vision.to(embeds.dtype))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                pixels: torch.Tensor | None) -> torch.Tensor:
+        """ids, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order. Loss only
+        where labels != -100 (the text the policy writes)."""
+        vision = self.encoder(pixels) if pixels is not None and len(pixels) else None  # (N, T, D)
+        embeds = self.embed(ids, vision)
+        logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
+        return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                           ignore_index=-100)
+
+    # --- saving ---------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | Path, *, fp16: bool = False) -> None:
+        """``policy.json`` + ``tokenizer.json`` + ``model.safetensors`` (fp16 if asked)."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        record = asdict(self.spec)
+        (directory / "policy.json").write_text(json.dumps(record, indent=2) + "\n")
+        self.tokenizer.save(directory / "tokenizer.json")
+        state = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous().cpu()
+                 for k, v in self.state_dict().items()}
+        state.pop("decoder.lm_head.weight", None)  # tied to the input embeddings
+        save_file(state, str(directory / "model.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str = "cpu") -> "PolicyModel":
+        """Load a saved policy (weights upcast to fp32; call ``.to(torch.bfloat16)`` on GPU)."""
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not (directory / "policy.json").is_file():
+            raise FileNotFoundError(f"{directory} is not a saved policy (no policy.json)")
+        spec = PolicySpec(**json.loads((directory / "policy.json").read_text()))
+        model = cls(spec, WordTokenizer.load(directory / "tokenizer.json"))
+        state = {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if k != "decoder.lm_head.weight"]
+        if missing or unexpected:
+            raise ValueError(f"{directory}: weights do not match policy.json (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return model.to(device).eval()

@@ -1,0 +1,89 @@
+"""Problems and their gold traces as policy token sequences (the training format).
+
+One sequence per problem::
+
+    <bos> prompt <img> [T vision slots] </img>              (the context; no loss)
+    vot:    thought <eot> <img> [T slots] </img>  ...  answer <eos>
+    cot:    thought-with-coordinates <eot>  ...            answer <eos>
+    direct:                                                answer <eos>
+
+Loss falls on the thoughts, ``<eot>`` and ``<eos>`` only: the policy writes those; the sketches are
+observed. The same layout is produced token by token at inference (`vot.lm.policy`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+import tasks
+from tasks import Problem
+from vot.lm.model import IMAGE_SLOT, MODES
+from vot.lm.tokenizer import WordTokenizer
+
+IGNORE = -100
+
+
+@dataclass
+class Example:
+    """ids and labels (L,), and the images whose vision tokens fill the IMAGE_SLOT positions."""
+
+    ids: list[int] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    images: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, 3), in order
+
+    def add(self, ids: list[int], supervised: bool) -> None:
+        self.ids += ids
+        self.labels += ids if supervised else [IGNORE] * len(ids)
+
+    def add_image(self, image: np.ndarray, tokenizer: WordTokenizer, patch: int) -> None:
+        slots = -(-image.shape[0] // patch) * -(-image.shape[1] // patch)  # images are padded to a multiple
+        self.add([tokenizer.img] + [IMAGE_SLOT] * slots + [tokenizer.img_end], supervised=False)
+        self.images.append(image)
+
+
+def trace_style(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; available: {', '.join(MODES)}")
+    return "text" if mode == "cot" else "visual"
+
+
+def context_ids(problem: Problem, tokenizer: WordTokenizer) -> list[int]:
+    """The prompt part of the prefix (before the image)."""
+    return [tokenizer.bos] + tokenizer.encode(problem.prompt)
+
+
+def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: int,
+                  sketches: list[Image.Image | np.ndarray] | None = None) -> Example:
+    """The teacher-forced sequence of ``problem`` in ``mode``. In vot mode ``sketches`` (one per
+    action step) replace the gold renders, e.g. the trained sketcher's own rollout."""
+    task = tasks.get(problem.task)
+    trace = task.trace(problem, trace_style(mode))
+    example = Example()
+    example.add(context_ids(problem, tokenizer), supervised=False)
+    example.add_image(np.asarray(problem.image.convert("RGB")), tokenizer, patch)
+    if mode == "direct":
+        trace = trace[-1:]
+    actions = [s for s in trace if s.action is not None]
+    if sketches is not None and len(sketches) != len(actions):
+        raise ValueError(f"{problem.id}: {len(sketches)} sketches for {len(actions)} action steps")
+    for i, step in enumerate(trace):
+        is_answer = step.action is None
+        example.add(tokenizer.encode(step.thought) + [tokenizer.eos if is_answer else tokenizer.eot], supervised=True)
+        if not is_answer and mode == "vot":
+            image = sketches[i] if sketches is not None else task.render(step.state)
+            example.add_image(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image),
+                              tokenizer, patch)
+    return example
+
+
+def corpus(problems: list[Problem]) -> list[str]:
+    """Every text the tokenizer must cover: prompts and both trace styles."""
+    texts = []
+    for problem in problems:
+        task = tasks.get(problem.task)
+        texts.append(problem.prompt)
+        for style in ("visual", "text"):
+            texts += [s.thought for s in task.trace(problem, style)]
+    return texts

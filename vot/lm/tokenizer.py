@@ -1,0 +1,57 @@
+"""A word-level tokenizer for the policy, trained with `tokenizers` on the task's own texts.
+
+Words, punctuation marks and single digits are separate tokens (so "10x10" and "row 12" use the
+same few ids as the trained sizes) and case is kept (thoughts are decoded back to text that
+the sketcher and the answer parser read). Structural tokens: ``<eot>`` ends a thought that asks for a
+sketch, ``<eos>`` ends the answer, ``<img>``/``</img>`` frame vision tokens.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterable
+
+from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+SPECIALS = ["<pad>", "<unk>", "<bos>", "<eot>", "<eos>", "<img>", "</img>"]
+_NO_SPACE_BEFORE = re.compile(r" ([.,;:!?)\]\"'])")
+_SPLIT_NUMBER = re.compile(r"(?<=\d) (?=\d)")
+
+
+class WordTokenizer:
+    """Encode text to ids and decode ids back to the same text (for text the vocabulary covers)."""
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        for name in SPECIALS:
+            if tokenizer.token_to_id(name) is None:
+                raise ValueError(f"tokenizer lacks the special token {name!r}")
+        self.pad, self.unk, self.bos, self.eot, self.eos, self.img, self.img_end = (
+            tokenizer.token_to_id(name) for name in SPECIALS)
+
+    @classmethod
+    def train(cls, corpus: Iterable[str]) -> "WordTokenizer":
+        """Every word and punctuation mark in ``corpus`` gets an id."""
+        tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)])
+        tokenizer.train_from_iterator(list(corpus) + [" ".join("0123456789")], trainers.WordLevelTrainer(special_tokens=SPECIALS, min_frequency=1))
+        return cls(tokenizer)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WordTokenizer":
+        return cls(Tokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> None:
+        self.tokenizer.save(str(path))
+
+    def __len__(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Words joined by spaces, no space before punctuation; special tokens dropped."""
+        words = [self.tokenizer.id_to_token(int(i)) for i in ids if int(i) >= len(SPECIALS)]
+        return _SPLIT_NUMBER.sub("", _NO_SPACE_BEFORE.sub(r"\1", " ".join(words)))

@@ -1,0 +1,242 @@
+"""Train a `PolicyModel` on gold traces (``vot train policy``).
+
+Teacher-forced, loss on the text the policy writes. In ``vot`` mode a share of the training
+problems (``sketcher_share``) carry sketches from the trained sketcher's own rollout instead of
+gold renders, so the policy learns to read imperfect imagination. Built on accelerate (bf16
+autocast on GPU), with warmup + cosine LR, a checkpoint every ``checkpoint_every`` steps
+(``--resume`` continues from the latest; the batch of a step depends only on the seed and the
+step), a progress bar, ``training_log.jsonl`` and a greedy evaluation on validation problems every
+``eval_every`` steps through the real loop.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import tasks
+from tasks.splits import generate_split
+from vot.lm.model import PolicyModel, PolicyShape, PolicySpec
+from vot.lm.presets import get_policy_preset
+from vot.lm.sequences import Example, build_example, corpus
+from vot.lm.tokenizer import WordTokenizer
+
+
+@dataclass
+class PolicyTrainConfig:
+    task: str
+    mode: str = "vot"
+    preset: str = "tiny"
+    steps: int | None = None  # default: the preset's
+    out: str = "checkpoints/policy"
+    seed: int = 0
+    problems_per_size: int | None = None  # default: the preset's
+    sketcher: str | None = "default"  # sketcher for vot-mode rollouts ("default", a path, or None for gold only)
+    sketcher_share: float = 0.25
+    eval_every: int = 500
+    eval_count: int = 16  # validation problems per size
+    checkpoint_every: int = 250
+    resume: bool = False
+    device: str = "auto"
+    stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
+
+
+@dataclass
+class Bucket:
+    """Examples of one image size, padded to one length: ids/labels (N, L), images (N, K, H, W, 3)."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    lengths: np.ndarray
+    images: list[np.ndarray]  # per example: (K_i, H, W, 3) uint8
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
+def _bucket(examples: list[Example]) -> Bucket:
+    lengths = np.array([len(e.ids) for e in examples])
+    ids = np.zeros((len(examples), lengths.max()), dtype=np.int64)
+    labels = np.full((len(examples), lengths.max()), -100, dtype=np.int64)
+    for row, example in enumerate(examples):
+        ids[row, :lengths[row]], labels[row, :lengths[row]] = example.ids, example.labels
+    return Bucket(ids, labels, lengths, [np.stack(e.images) for e in examples])
+
+
+def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
+    """The sketcher's own rollout of each problem's gold thoughts: each sketch conditioned on the
+    previous generated one (as at inference). Problems are batched step by step."""
+    task = tasks.get(problems[0].task)
+    traces = [[s for s in task.trace(p, "visual") if s.action is not None] for p in problems]
+    current = [p.image for p in problems]
+    out: list[list] = [[] for _ in problems]
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(max(len(t) for t in traces)):
+        rows = [i for i, t in enumerate(traces) if step < len(t)]
+        for start in range(0, len(rows), 256):
+            chunk = rows[start:start + 256]
+            images = sketcher.sketch([current[i] for i in chunk], [traces[i][step].thought for i in chunk],
+                                     generator=generator)
+            for i, image in zip(chunk, images):
+                out[i].append(image)
+                current[i] = image
+    return out
+
+
+def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, problems_per_size: int,
+               log) -> dict[int, Bucket]:
+    task = tasks.get(config.task)
+    rng = np.random.default_rng([config.seed, 11])
+    sketcher = None
+    if config.mode == "vot" and config.sketcher and config.sketcher_share > 0:
+        from imagegen import load_sketcher
+
+        sketcher = load_sketcher(task.id if config.sketcher == "default" else config.sketcher)
+    data = {}
+    for size in task.in_distribution:
+        problems = generate_split(task, "train", size, problems_per_size, config.seed)
+        imagined = {}
+        if sketcher is not None:
+            chosen = [i for i in range(len(problems)) if rng.random() < config.sketcher_share]
+            began = time.perf_counter()
+            for i, sketches in zip(chosen, sketcher_rollouts([problems[i] for i in chosen], sketcher, config.seed + size)):
+                imagined[i] = sketches
+            log({"event": "sketcher_rollouts", "size": size, "problems": len(chosen),
+                 "seconds": round(time.perf_counter() - began, 1)})
+        examples = [build_example(p, config.mode, tokenizer, patch, imagined.get(i)) for i, p in enumerate(problems)]
+        data[size] = _bucket(examples)
+    return data
+
+
+def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int):
+    sizes = sorted(data)
+    weights = np.array([len(data[s]) for s in sizes], dtype=float)
+    bucket = data[sizes[int(rng.choice(len(sizes), p=weights / weights.sum()))]]
+    index = rng.integers(0, len(bucket), size=batch_size)
+    width = int(bucket.lengths[index].max())
+    ids = torch.from_numpy(bucket.ids[index, :width])
+    labels = torch.from_numpy(bucket.labels[index, :width])
+    mask = (torch.arange(width)[None] < torch.from_numpy(bucket.lengths[index])[:, None]).long()
+    images = np.concatenate([bucket.images[i] for i in index])  # (N, H, W, 3)
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, H, W)
+    return ids, mask, labels, pixels
+
+
+def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int = 64) -> dict:
+    """Greedy accuracy of ``model`` on ``problems`` through the real loop (oracle sketches in vot
+    mode unless a sketcher is given; text-only chains otherwise)."""
+    from imagegen import BlankSketcher, OracleSketcher
+    from vot.lm.policy import SmallPolicy
+    from vot.reasoner import Reasoner
+
+    task = tasks.get(model.spec.task)
+    policy = SmallPolicy(model, device=str(model.device))
+    if sketcher is None:
+        sketcher = OracleSketcher(task) if model.spec.mode == "vot" else BlankSketcher()
+    reasoner = Reasoner(policy, sketcher, policy.encoder if sketcher.produces_images else None, max_steps=64)
+    correct = 0
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(problems), batch):
+        chunk = problems[start:start + batch]
+        for problem, chains in zip(chunk, reasoner.run(chunk, 1, greedy=True)):
+            correct += bool(chains[0].answer is not None and task.check(problem, chains[0].answer).correct)
+    model.train(was_training)
+    return {"accuracy": correct / max(len(problems), 1), "problems": len(problems)}
+
+
+def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Path:
+    """Train (or resume) and save the policy to ``config.out``; returns that path."""
+    from accelerate import Accelerator
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from tqdm.auto import tqdm
+
+    task = tasks.get(config.task)
+    config.task = task.id
+    preset = get_policy_preset(config.preset)
+    steps = config.steps or preset.steps
+    per_size = config.problems_per_size or preset.problems_per_size
+    out = Path(config.out)
+    checkpoints = out / "checkpoints"
+    if out.exists() and any(out.iterdir()) and not config.resume:
+        raise ValueError(f"{out} is not empty; pass --resume to continue training there or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = (out / "training_log.jsonl").open("a")
+
+    def log(record: dict) -> None:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+
+    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
+    accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+    tokenizer_path = out / "tokenizer.json"
+    if tokenizer_path.exists():
+        tokenizer = WordTokenizer.load(tokenizer_path)
+    else:  # every size the task accepts, so out-of-distribution prompts have no unknown words
+        texts = [t for size in task.in_distribution + task.out_of_distribution for t in corpus(generate_split(task, "train", size, 50, config.seed))]
+        tokenizer = WordTokenizer.train(texts)
+        tokenizer.save(tokenizer_path)
+    spec = PolicySpec(task.id, config.mode, PolicyShape(**preset.shape))
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+        torch.manual_seed(config.seed)
+        model = PolicyModel(spec, tokenizer)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.01)
+    schedule = get_cosine_schedule_with_warmup(optimizer, preset.warmup, steps)
+    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+    start = 0
+    if config.resume and checkpoints.exists() and any(checkpoints.iterdir()):
+        latest = max(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+        accelerator.load_state(latest)
+        start = int(latest.name.split("-")[1])
+    (out / "train_config.json").write_text(json.dumps(
+        asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": preset.shape}, indent=2))
+    began = time.perf_counter()
+    data = build_data(config, tokenizer, spec.shape.patch, per_size, log)
+    val = [p for size in task.in_distribution for p in generate_split(task, "val", size, config.eval_count, config.seed)]
+    log({"event": "data", "examples": {s: len(b) for s, b in data.items()}, "seconds": round(time.perf_counter() - began, 1)})
+    raw = accelerator.unwrap_model(model)
+    enabled = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"policy {task.id}/{config.mode}/{config.preset}",
+               disable=not enabled)
+    model.train()
+    for step in bar:
+        rng = np.random.default_rng([config.seed, step])
+        ids, mask, labels, pixels = (t.to(accelerator.device) for t in _batch(data, rng, preset.batch_size))
+        with accelerator.autocast():
+            loss = model(ids, mask, labels, pixels)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 25 == 0 or step == steps - 1:
+            log({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0],
+                 "seconds": round(time.perf_counter() - began, 1)})
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        if (step + 1) % config.eval_every == 0 or step == steps - 1:
+            result = evaluate_policy(raw, val)
+            log({"step": step + 1, "val_accuracy": result["accuracy"], "val_problems": result["problems"],
+                 "seconds": round(time.perf_counter() - began, 1)})
+            bar.write(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}")
+        stopping = config.stop_after is not None and step + 1 == config.stop_after
+        if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
+            accelerator.save_state(checkpoints / f"step-{step + 1}")
+            for old in sorted(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))[:-2]:
+                shutil.rmtree(old)
+        if stopping:
+            log_file.close()
+            return out
+    log_file.close()
+    raw.eval().to("cpu").save_pretrained(out, fp16=True)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    (out / "train_summary.json").write_text(json.dumps(
+        {"steps": steps, "wall_seconds": round(time.perf_counter() - began, 1), "device": str(accelerator.device),
+         "parameters": {"decoder": sum(p.numel() for p in raw.decoder.parameters()),
+                        "encoder": sum(p.numel() for p in raw.encoder.parameters())}}, indent=2))
+    return out
