@@ -21,7 +21,7 @@ from run_helpers import without_timing
 
 ALL = "greedy,best_of_n,weighted_best_of_n,self_consistency,beam,dvts,refine,adaptive"
 SMALL = ["bench", "maze-mcq", "--size", "3,4", "--count", "3", "--n", "2,4", "--strategy", ALL,
-         "--set", "width=2", "--seed", "1", "--error-rate", "0.4"]
+         "--set", "width=2", "--seed", "1", "--error-rate", "0.4", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"]
 
 
 def _bench(out, *extra, argv=SMALL):
@@ -160,7 +160,7 @@ def test_resume_of_a_finished_run_does_no_work(small_run, tmp_path, capsys):
 
 
 KILLED = ["bench", "maze-mcq", "--size", "3,4", "--count", "12", "--n", "1,4", "--strategy",
-          "greedy,self_consistency,refine", "--error-rate", "0.4"]
+          "greedy,self_consistency,refine", "--error-rate", "0.4", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"]
 
 
 def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path, capsys):
@@ -229,7 +229,8 @@ def test_bad_input_fails_clearly_before_any_work(argv, message, tmp_path, capsys
 def test_problems_whose_chains_hit_max_steps_still_count(tmp_path):
     summary = _bench(tmp_path / "run", argv=["bench", "maze-mcq", "--size", "4", "--count", "3", "--n", "4",
                                              "--strategy", "greedy,beam,dvts,refine,adaptive,best_of_n",
-                                             "--set", "width=2", "--max-steps", "3"])
+                                             "--set", "width=2", "--max-steps", "3",
+                                             "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"])
     assert set(summary["metrics"]) == {"greedy@1", "beam@4", "dvts@4", "refine@4", "adaptive@4", "best_of_n@4"}
     for group, metric in summary["metrics"].items():
         assert metric["accuracy"]["n"] == 3, group  # no problem drops out of a strategy's denominator
@@ -238,7 +239,7 @@ def test_problems_whose_chains_hit_max_steps_still_count(tmp_path):
 
 def test_resume_refuses_a_directory_written_by_another_config(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["bench", "maze-mcq", "--size", "3", "--count", "2", "--n", "2", "--out", str(out)]
+    base = ["bench", "maze-mcq", "--size", "3", "--count", "2", "--n", "2", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel", "--out", str(out)]
     assert main(base) == 0
     before = {name: (out / name).read_bytes() for name in ("config.json", "results.jsonl", "summary.json")}
     capsys.readouterr()

@@ -16,11 +16,12 @@ from vot.bench import BenchConfig, run_bench
 from vot.distributed import Shard, launched, merge_rank_logs
 from run_helpers import without_timing
 
-ARGS = ["maze-mcq-v0", "--size", "3", "--count", "6", "--n", "1,2"]
+ARGS = ["maze-mcq-v0", "--size", "3", "--count", "6", "--n", "1,2", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"]
 
 
 def _config(out, resume=False):
-    return BenchConfig(task="maze-mcq-v0", sizes=[3], count=6, n=[1, 2], out=str(out), resume=resume)
+    return BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", encoder="pixel", sizes=[3], count=6,
+                       n=[1, 2], out=str(out), resume=resume)
 
 
 def _lines(out):

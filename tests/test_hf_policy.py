@@ -225,3 +225,13 @@ def test_errors(policy, checkpoint, tmp_path):
         with pytest.raises(ValueError):
             HFPolicy(checkpoint, **bad)
     assert policy.think([]) == []
+
+
+def test_bench_components_accept_an_hf_checkpoint(checkpoint):
+    from vot.components import build_reasoner
+
+    reasoner = build_reasoner("maze-mcq-v0", policy=f"hf:{checkpoint}", sketcher="oracle", encoder="auto", max_steps=2)
+    chains = reasoner.run(_problems(1), n=1)[0]
+    assert reasoner.encoder is None and len(chains[0].steps) == 2
+    with pytest.raises(ValueError, match="reads images itself"):
+        build_reasoner("maze-mcq-v0", policy=f"hf:{checkpoint}", encoder="pixel")

@@ -135,7 +135,8 @@ def test_problem_from_id_rebuilds_split_problems():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("viewer") / "run"
-    run_bench(BenchConfig(task="maze-mcq-v0", sizes=[3], count=2, n=[1, 2], out=str(out)), progress=False)
+    run_bench(BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", encoder="pixel", sizes=[3], count=2,
+                          n=[1, 2], out=str(out)), progress=False)
     return out
 
 

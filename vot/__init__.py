@@ -3,3 +3,11 @@
 Heavy parts (torch models) are imported lazily so that ``vot tasks`` and ``vot data`` start fast.
 """
 __version__ = "0.1.0"
+
+
+def load(name_or_path, **kwargs):
+    """A ready `vot.reasoner.Reasoner` from a shipped bundle (``"maze"``) or a bundle directory.
+    See `vot.bundle.load` for the options."""
+    from vot.bundle import load as _load
+
+    return _load(name_or_path, **kwargs)

@@ -38,9 +38,9 @@ class BenchConfig:
     """Everything that determines a run's results (``out`` and ``resume`` do not)."""
 
     task: str
-    policy: str = "simulated"
-    sketcher: str = "oracle"
-    encoder: str = "pixel"
+    policy: str = "default"  # the shipped bundle; "simulated" is the reference policy
+    sketcher: str = "default"
+    encoder: str = "auto"
     error_rate: float = 0.3
     strategies: list[str] = field(default_factory=lambda: ["greedy", "best_of_n", "weighted_best_of_n", "self_consistency"])
     verifier: str = "consistency"
@@ -94,6 +94,12 @@ def validate(config: BenchConfig) -> tasks.Task:
     return task
 
 
+def reference_components(config: BenchConfig) -> list[str]:
+    """The reference (non-learned) components a run uses, to label its results."""
+    encoder = "pixel" if config.encoder == "auto" and config.policy == "simulated" else config.encoder
+    return sorted({config.policy, config.sketcher, encoder} & REFERENCE)
+
+
 def _settings_of(name: str) -> set[str]:
     from dataclasses import fields
 
@@ -124,7 +130,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
     unfinished problems into its own log; the main process merges them into ``results.jsonl`` and
     writes the summary, plot and report (`vot.distributed`). Every process returns the summary."""
     task = validate(config)
-    out = Path(config.out or f"runs/{task.id}-{config.policy}-{config.sketcher}-seed{config.seed}")
+    out = Path(config.out or f"runs/{task.id}-{Path(config.policy).name}-{Path(config.sketcher).name}-seed{config.seed}")
     shard = Shard.current()
     log = ChainLog(out, name=shard.log_name)
     _prepare_run_dir(out, config, shard)
@@ -132,7 +138,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
     problems = [p for size in sizes for p in generate_split(task, "test", size, config.count, config.seed)]
     done = shard.resume(out, problems) if config.resume else set()
     todo = shard.pick([p for p in problems if p.id not in done])
-    reference = sorted({config.policy, config.sketcher, config.encoder} & REFERENCE)
+    reference = reference_components(config)
     if shard.is_main:
         processes = f" over {shard.world} processes" if shard.world > 1 else ""
         print(f"vot bench {task.id}: {len(problems)} problems ({len(done)} already done){processes}, policy={config.policy}, "
@@ -265,7 +271,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
     summary = {
         "schema": "vot.summary/1",
         "config": config.identity(),
-        "reference_components": sorted({config.policy, config.sketcher, config.encoder} & REFERENCE),
+        "reference_components": reference_components(config),
         "selection_verifier": config.verifier,
         "versions": _versions(),
         "device": _device(config.device),

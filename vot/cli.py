@@ -163,11 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("bench", help="run test-time strategies on a task's test problems")
     p.add_argument("task")
-    p.add_argument("--policy", default="simulated", help="policy: simulated (reference)")
-    p.add_argument("--sketcher", default="oracle",
-                   help="sketcher: oracle or blank (reference), default (the shipped diffusion sketcher) or a SketchPipeline directory")
+    p.add_argument("--policy", default="default",
+                   help="policy: default (the task's shipped bundle), a bundle or policy directory, or simulated (reference)")
+    p.add_argument("--sketcher", default="default",
+                   help="sketcher: default (the bundle's, else the shipped diffusion sketcher), oracle or blank (reference), "
+                        "or a SketchPipeline directory")
     p.add_argument("--sketch-steps", type=int, default=None, help="denoising steps per sketch (default: the sketcher's)")
-    p.add_argument("--encoder", default="pixel", help="vision encoder: pixel (reference) or none")
+    p.add_argument("--encoder", default="auto", help="vision encoder: auto (the policy's own), pixel (reference) or none")
     p.add_argument("--error-rate", type=float, default=0.3, help="chain error rate of the simulated policy")
     p.add_argument("--strategy", default="greedy,best_of_n,weighted_best_of_n,self_consistency",
                    help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive")

@@ -23,7 +23,7 @@ from PIL import Image
 import tasks
 from tasks import Problem
 from vision_encoder.patch import images_to_pixels
-from vot.lm.model import PolicyModel
+from vot.lm.model import IMAGE_SLOT, PolicyModel
 from vot.lm.sequences import context_ids
 from vot.policy import Thought
 
@@ -39,6 +39,7 @@ class LMContext:
     greedy: bool
     lineage: tuple[int, ...]
     pending: list[int] = field(default_factory=list)  # the end token of the last thought, fed by observe
+    history: list[int] = field(default_factory=list)  # every position fed so far (IMAGE_SLOT for vision tokens)
 
     @property
     def length(self) -> int:
@@ -62,7 +63,9 @@ class SmallPolicy:
             ``torch.Generator``: samples do not depend on batching, order or resuming.
         device: ``cpu`` or ``cuda`` (bf16 on cuda).
 
-    Log-probs are those of the model (temperature 1) for each written token, end token included.
+    Log-probs are those of the model at temperature 1 over the tokens a policy may write (the
+    structural tokens ``<pad> <unk> <bos> <img> </img>`` are masked), for each written token, end
+    token included.
     """
 
     def __init__(self, model: PolicyModel | str | Path, *, temperature: float = 1.0, top_p: float = 1.0,
@@ -79,6 +82,8 @@ class SmallPolicy:
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.max_thought_tokens = max_thought_tokens
         self.label = f"small-{model.spec.mode}"
+        tok = self.tokenizer
+        self._banned = torch.tensor([tok.pad, tok.unk, tok.bos, tok.img, tok.img_end])  # never written
 
     @property
     def device(self) -> torch.device:
@@ -98,8 +103,8 @@ class SmallPolicy:
             generator = torch.Generator().manual_seed(_chain_seed(self.seed, problem.id, lineage))
             contexts.append(LMContext(problem, [], None, generator, greedy or self.temperature == 0, lineage))
         chunks = []
-        for problem, vision in zip(problems, self._encode_each([p.image for p in problems])):
-            chunks.append(self._chunk(context_ids(problem, self.tokenizer) + [self.tokenizer.img], vision))
+        for context, vision in zip(contexts, self._encode_each([p.image for p in problems])):
+            chunks.append(self._chunk(context, context_ids(context.problem, self.tokenizer) + [self.tokenizer.img], vision))
         self._feed(contexts, chunks)
         return contexts
 
@@ -115,6 +120,7 @@ class SmallPolicy:
         logprobs: list[list[float]] = [[] for _ in contexts]
         open_rows = list(range(len(contexts)))
         logits = torch.stack([c.logits for c in contexts])  # (B, V)
+        logits[:, self._banned] = float("-inf")
         ends = (self.tokenizer.eot, self.tokenizer.eos)
         for _ in range(self.max_thought_tokens):
             tokens = self._sample(logits, contexts)  # (B,)
@@ -128,7 +134,10 @@ class SmallPolicy:
             if not open_rows:
                 break
             embeds = self.model.decoder.get_input_embeddings()(tokens.to(self.device))[:, None]  # (B, 1, D)
-            logits = batch.feed(embeds, [1 if r in open_rows else 0 for r in range(len(contexts))])[:, -1]  # (B, V)
+            for row in open_rows:
+                contexts[row].history.append(int(tokens[row]))
+            logits = batch.feed(embeds, [1 if r in open_rows else 0 for r in range(len(contexts))])[:, -1].float()  # (B, V)
+            logits[:, self._banned] = float("-inf")
         batch.store()
         thoughts = []
         for context, ids, lps in zip(contexts, written, logprobs):
@@ -153,9 +162,9 @@ class SmallPolicy:
         for i, context in enumerate(contexts):
             ids = list(context.pending)
             if images is None:
-                chunks.append(self._chunk(ids, None))
+                chunks.append(self._chunk(context, ids, None))
             else:
-                chunks.append(self._chunk(ids + [self.tokenizer.img], tokens[i]))
+                chunks.append(self._chunk(context, ids + [self.tokenizer.img], tokens[i]))
             context.pending = []
         self._feed(list(contexts), chunks)
 
@@ -163,7 +172,7 @@ class SmallPolicy:
         lineage = context.lineage + (int(branch),)
         generator = torch.Generator().manual_seed(_chain_seed(self.seed, context.problem.id, lineage))
         return LMContext(context.problem, context.cache, context.logits, generator, context.greedy, lineage,
-                         list(context.pending))
+                         list(context.pending), list(context.history))
 
     # --- helpers --------------------------------------------------------------------------------
     def _encode_each(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
@@ -179,8 +188,12 @@ class SmallPolicy:
                 out[i] = vision[row]
         return out
 
-    def _chunk(self, ids: list[int], vision: torch.Tensor | None) -> torch.Tensor:
-        """Embeddings of ``ids`` then, if given, the vision tokens and ``</img>``: (q, D)."""
+    def _chunk(self, context: LMContext, ids: list[int], vision: torch.Tensor | None) -> torch.Tensor:
+        """Embeddings of ``ids`` then, if given, the vision tokens and ``</img>``: (q, D). Recorded
+        in the context's history."""
+        context.history += ids
+        if vision is not None:
+            context.history += [IMAGE_SLOT] * len(vision) + [self.tokenizer.img_end]
         embed = self.model.decoder.get_input_embeddings()
         parts = [embed(torch.tensor(ids, dtype=torch.long, device=self.device))] if ids else []
         if vision is not None:

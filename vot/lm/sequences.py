@@ -79,11 +79,15 @@ def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: 
 
 
 def corpus(problems: list[Problem]) -> list[str]:
-    """Every text the tokenizer must cover: prompts and both trace styles."""
+    """Every text the tokenizer must cover: prompts, both trace styles, every action sentence and
+    every option's answer."""
+    from tasks.parsing import action_sentence
+
     texts = []
     for problem in problems:
         task = tasks.get(problem.task)
-        texts.append(problem.prompt)
+        texts += [problem.prompt] + [action_sentence(a) for a in task.actions]
+        texts += [task.answer_text(letter) for letter in problem.options or {}]
         for style in ("visual", "text"):
             texts += [s.thought for s in task.trace(problem, style)]
     return texts

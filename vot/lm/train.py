@@ -45,6 +45,8 @@ class PolicyTrainConfig:
     resume: bool = False
     device: str = "auto"
     stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
+    shape: dict | None = None  # overrides of the preset's `PolicyShape` fields (tests, ablations)
+    batch_size: int | None = None  # default: the preset's
 
 
 @dataclass
@@ -136,10 +138,13 @@ def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int =
     from vot.reasoner import Reasoner
 
     task = tasks.get(model.spec.task)
-    policy = SmallPolicy(model, device=str(model.device))
+    traces = [task.trace(p, "text" if model.spec.mode == "cot" else "visual") for p in problems]
+    longest = max(len(model.tokenizer.encode(s.thought)) for t in traces for s in t)
+    policy = SmallPolicy(model, device=str(model.device), max_thought_tokens=longest + 2)
     if sketcher is None:
         sketcher = OracleSketcher(task) if model.spec.mode == "vot" else BlankSketcher()
-    reasoner = Reasoner(policy, sketcher, policy.encoder if sketcher.produces_images else None, max_steps=64)
+    reasoner = Reasoner(policy, sketcher, policy.encoder if sketcher.produces_images else None,
+                        max_steps=max(len(t) for t in traces) + 2)
     correct = 0
     was_training = model.training
     model.eval()
@@ -182,12 +187,14 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         texts = [t for size in task.in_distribution + task.out_of_distribution for t in corpus(generate_split(task, "train", size, 50, config.seed))]
         tokenizer = WordTokenizer.train(texts)
         tokenizer.save(tokenizer_path)
-    spec = PolicySpec(task.id, config.mode, PolicyShape(**preset.shape))
+    shape = preset.shape | (config.shape or {})
+    batch_size = config.batch_size or preset.batch_size
+    spec = PolicySpec(task.id, config.mode, PolicyShape(**shape))
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
         torch.manual_seed(config.seed)
         model = PolicyModel(spec, tokenizer)
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.01)
-    schedule = get_cosine_schedule_with_warmup(optimizer, preset.warmup, steps)
+    schedule = get_cosine_schedule_with_warmup(optimizer, min(preset.warmup, max(1, steps // 10)), steps)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     start = 0
     if config.resume and checkpoints.exists() and any(checkpoints.iterdir()):
@@ -195,7 +202,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         accelerator.load_state(latest)
         start = int(latest.name.split("-")[1])
     (out / "train_config.json").write_text(json.dumps(
-        asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": preset.shape}, indent=2))
+        asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": shape, "batch_size": batch_size}, indent=2))
     began = time.perf_counter()
     data = build_data(config, tokenizer, spec.shape.patch, per_size, log)
     val = [p for size in task.in_distribution for p in generate_split(task, "val", size, config.eval_count, config.seed)]
@@ -207,7 +214,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     model.train()
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
-        ids, mask, labels, pixels = (t.to(accelerator.device) for t in _batch(data, rng, preset.batch_size))
+        ids, mask, labels, pixels = (t.to(accelerator.device) for t in _batch(data, rng, batch_size))
         with accelerator.autocast():
             loss = model(ids, mask, labels, pixels)
         accelerator.backward(loss)

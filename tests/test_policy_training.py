@@ -1,0 +1,102 @@
+"""``vot train policy``: a tiny run end to end, resuming, learning, and bundles around the result."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import tasks
+import vot
+from tasks.splits import generate_split
+from vot.bundle import BundleSpec, load, make_bundle
+from vot.lm.model import PolicyModel
+from vot.lm.train import PolicyTrainConfig, sketcher_rollouts, train_policy
+
+TINY = dict(hidden=32, layers=1, heads=2, kv_heads=1, vision_hidden=16, vision_layers=1, vision_heads=2)
+
+
+def _config(out, **changes):
+    values = dict(task="maze-mcq-v0", mode="vot", out=str(out), steps=6, problems_per_size=6, eval_every=100,
+                  eval_count=1, checkpoint_every=3, shape=TINY, batch_size=4, sketcher_share=0.5)
+    return PolicyTrainConfig(**(values | changes))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("policy") / "run"
+    train_policy(_config(out), progress=False)
+    return out
+
+
+def test_a_run_writes_weights_tokenizer_and_logs(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {"model.safetensors", "policy.json", "tokenizer.json", "training_log.jsonl", "train_config.json",
+            "train_summary.json"} <= names
+    assert "checkpoints" not in names  # removed once the final weights are saved
+    records = [json.loads(line) for line in (trained / "training_log.jsonl").read_text().splitlines()]
+    assert any("val_accuracy" in r for r in records)  # periodic evaluation through the loop
+    assert any(r.get("event") == "sketcher_rollouts" and r["problems"] > 0 for r in records)
+    model = PolicyModel.from_pretrained(trained)
+    assert model.spec.task == "maze-mcq-v0" and model.spec.mode == "vot"
+
+
+def test_stopped_and_resumed_equals_uninterrupted(tmp_path, trained):
+    out = tmp_path / "resumed"
+    train_policy(_config(out, stop_after=3), progress=False)
+    assert (out / "checkpoints" / "step-3").is_dir() and not (out / "model.safetensors").exists()
+    train_policy(_config(out, resume=True), progress=False)
+    a, b = PolicyModel.from_pretrained(trained).state_dict(), PolicyModel.from_pretrained(out).state_dict()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_refuses_to_overwrite_a_run(trained):
+    with pytest.raises(ValueError, match="--resume"):
+        train_policy(_config(trained), progress=False)
+
+
+@pytest.mark.parametrize("mode", ["cot", "direct"])
+def test_text_modes_learn(tmp_path, mode):
+    out = tmp_path / mode
+    train_policy(_config(out, mode=mode, steps=100, eval_every=1000, problems_per_size=16, batch_size=8), progress=False)
+    losses = [json.loads(line)["loss"] for line in (out / "training_log.jsonl").read_text().splitlines()
+              if '"loss"' in line]
+    assert losses[-1] < 0.6 * losses[0]
+
+
+def test_sketcher_rollouts_condition_each_sketch_on_the_previous_one():
+    from imagegen import OracleSketcher
+
+    task = tasks.get("maze-mcq-v0")
+    problems = generate_split(task, "train", 4, 3, 0)
+    rollouts = sketcher_rollouts(problems, OracleSketcher(task), seed=0)
+    for problem, sketches in zip(problems, rollouts):
+        gold = [s for s in task.trace(problem, "visual") if s.action is not None]
+        assert len(sketches) == len(gold)
+        assert [task.read(i) for i in sketches] == [s.state for s in gold]
+
+
+def test_bundles_load_from_a_path_and_run(tmp_path, trained):
+    bundle = make_bundle(trained, tmp_path / "bundle", sketcher="oracle")
+    spec = json.loads((bundle / "bundle.json").read_text())
+    assert spec["task"] == "maze-mcq-v0" and spec["format"] == "vot.bundle/1"
+    reasoner = vot.load(bundle, max_steps=3)
+    problem = generate_split("maze-mcq-v0", "test", 3, 1)[0]
+    chains = reasoner.run([problem], n=2)[0]
+    assert len(chains) == 2 and all(c.steps for c in chains)
+    assert reasoner.label.startswith("small-vot+oracle")
+    with pytest.raises(FileExistsError):
+        make_bundle(trained, bundle)
+
+
+def test_bundle_errors_are_clear(tmp_path):
+    with pytest.raises(ValueError, match="no bundle 'sokoban'"):
+        load("sokoban")
+    (tmp_path / "bad").mkdir()
+    BundleSpec("maze-mcq-v0").save(tmp_path / "bad")
+    record = json.loads((tmp_path / "bad" / "bundle.json").read_text()) | {"format": "other/9"}
+    (tmp_path / "bad" / "bundle.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="format"):
+        load(tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="no bundle.json"):
+        load(tmp_path)
