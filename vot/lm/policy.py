@@ -40,6 +40,7 @@ class LMContext:
     lineage: tuple[int, ...]
     pending: list[int] = field(default_factory=list)  # the end token of the last thought, fed by observe
     history: list[int] = field(default_factory=list)  # every position fed so far (IMAGE_SLOT for vision tokens)
+    thoughts: int = 0  # thoughts written so far (the next one is headed by index token <thoughts + 1>)
 
     @property
     def length(self) -> int:
@@ -83,7 +84,7 @@ class SmallPolicy:
         self.max_thought_tokens = max_thought_tokens
         self.label = f"small-{model.spec.mode}"
         tok = self.tokenizer
-        self._banned = torch.tensor([tok.pad, tok.unk, tok.bos, tok.img, tok.img_end])  # never written
+        self._banned = torch.tensor([tok.pad, tok.unk, tok.bos, tok.img, tok.img_end, *tok.indices])  # never written
 
     @property
     def device(self) -> torch.device:
@@ -104,7 +105,8 @@ class SmallPolicy:
             contexts.append(LMContext(problem, [], None, generator, greedy or self.temperature == 0, lineage))
         chunks = []
         for context, vision in zip(contexts, self._encode_each([p.image for p in problems])):
-            chunks.append(self._chunk(context, context_ids(context.problem, self.tokenizer) + [self.tokenizer.img], vision))
+            chunks.append(self._chunk(context, context_ids(context.problem, self.tokenizer) + [self.tokenizer.img], vision,
+                                      [self.tokenizer.index(1)]))
         self._feed(contexts, chunks)
         return contexts
 
@@ -145,6 +147,7 @@ class SmallPolicy:
             text = self.tokenizer.decode(ids[:-1] if ended else ids)
             context.pending = [ids[-1]] if ended else []
             context.logits = None
+            context.thoughts += 1
             is_answer = not ended or ids[-1] == self.tokenizer.eos
             thoughts.append(Thought(text, lps, is_answer))
         return thoughts
@@ -160,11 +163,11 @@ class SmallPolicy:
             tokens = self._encode_each(images)
         chunks = []
         for i, context in enumerate(contexts):
-            ids = list(context.pending)
+            ids, after = list(context.pending), [self.tokenizer.index(context.thoughts + 1)]
             if images is None:
-                chunks.append(self._chunk(context, ids, None))
+                chunks.append(self._chunk(context, ids + after, None))
             else:
-                chunks.append(self._chunk(context, ids + [self.tokenizer.img], tokens[i]))
+                chunks.append(self._chunk(context, ids + [self.tokenizer.img], tokens[i], after))
             context.pending = []
         self._feed(list(contexts), chunks)
 
@@ -172,7 +175,7 @@ class SmallPolicy:
         lineage = context.lineage + (int(branch),)
         generator = torch.Generator().manual_seed(_chain_seed(self.seed, context.problem.id, lineage))
         return LMContext(context.problem, context.cache, context.logits, generator, context.greedy, lineage,
-                         list(context.pending), list(context.history))
+                         list(context.pending), list(context.history), context.thoughts)
 
     # --- helpers --------------------------------------------------------------------------------
     def _encode_each(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
@@ -188,17 +191,20 @@ class SmallPolicy:
                 out[i] = vision[row]
         return out
 
-    def _chunk(self, context: LMContext, ids: list[int], vision: torch.Tensor | None) -> torch.Tensor:
-        """Embeddings of ``ids`` then, if given, the vision tokens and ``</img>``: (q, D). Recorded
-        in the context's history."""
-        context.history += ids
-        if vision is not None:
-            context.history += [IMAGE_SLOT] * len(vision) + [self.tokenizer.img_end]
+    def _chunk(self, context: LMContext, ids: list[int], vision: torch.Tensor | None,
+               after: list[int] = ()) -> torch.Tensor:
+        """Embeddings of ``ids``, then (if given) the vision tokens and ``</img>``, then ``after``:
+        (q, D). Recorded in the context's history."""
         embed = self.model.decoder.get_input_embeddings()
         parts = [embed(torch.tensor(ids, dtype=torch.long, device=self.device))] if ids else []
+        context.history += ids
         if vision is not None:
             parts.append(vision.to(self.device, parts[0].dtype if parts else vision.dtype))
-            parts.append(embed(torch.tensor([self.tokenizer.img_end], device=self.device)))
+            context.history += [IMAGE_SLOT] * len(vision)
+            after = [self.tokenizer.img_end, *after]
+        if after:
+            parts.append(embed(torch.tensor(list(after), dtype=torch.long, device=self.device)))
+            context.history += list(after)
         return torch.cat(parts)  # (q, D)
 
     def _feed(self, contexts: list[LMContext], chunks: list[torch.Tensor]) -> None:

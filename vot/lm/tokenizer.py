@@ -3,7 +3,8 @@
 Words, punctuation marks and single digits are separate tokens (so "10x10" and "row 12" use the
 same few ids as the trained sizes) and case is kept (thoughts are decoded back to text that
 the sketcher and the answer parser read). Structural tokens: ``<eot>`` ends a thought that asks for a
-sketch, ``<eos>`` ends the answer, ``<img>``/``</img>`` frame vision tokens.
+sketch, ``<eos>`` ends the answer, ``<img>``/``</img>`` frame vision tokens and ``<1>`` ... ``<64>``
+are index tokens (the k-th stated action and the k-th thought; see `vot.lm.sequences`).
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Iterable
 
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
-SPECIALS = ["<pad>", "<unk>", "<bos>", "<eot>", "<eos>", "<img>", "</img>"]
+MAX_INDEX = 64
+SPECIALS = ["<pad>", "<unk>", "<bos>", "<eot>", "<eos>", "<img>", "</img>"] + [f"<{k}>" for k in range(1, MAX_INDEX + 1)]
 _NO_SPACE_BEFORE = re.compile(r" ([.,;:!?)\]\"'])")
 _SPLIT_NUMBER = re.compile(r"(?<=\d) (?=\d)")
 
@@ -27,7 +29,14 @@ class WordTokenizer:
             if tokenizer.token_to_id(name) is None:
                 raise ValueError(f"tokenizer lacks the special token {name!r}")
         self.pad, self.unk, self.bos, self.eot, self.eos, self.img, self.img_end = (
-            tokenizer.token_to_id(name) for name in SPECIALS)
+            tokenizer.token_to_id(name) for name in SPECIALS[:7])
+        self.indices = [tokenizer.token_to_id(f"<{k}>") for k in range(1, MAX_INDEX + 1)]
+
+    def index(self, k: int) -> int:
+        """The id of index token ``<k>`` (1-based; beyond MAX_INDEX the last one)."""
+        if k < 1:
+            raise ValueError(f"index tokens start at 1, got {k}")
+        return self.indices[min(k, MAX_INDEX) - 1]
 
     @classmethod
     def train(cls, corpus: Iterable[str]) -> "WordTokenizer":
