@@ -100,3 +100,13 @@ def test_bundle_errors_are_clear(tmp_path):
         load(tmp_path / "bad")
     with pytest.raises(FileNotFoundError, match="no bundle.json"):
         load(tmp_path)
+
+
+def test_vot_bundle_command_writes_a_card(tmp_path, trained, capsys):
+    from vot.cli import main
+
+    assert main(["bundle", str(trained), "--out", str(tmp_path / "b"), "--sketcher", "oracle"]) == 0
+    card = (tmp_path / "b" / "README.md").read_text()
+    assert "maze-mcq-v0 (vot mode)" in card and "greedy validation accuracy" in card
+    assert main(["train", "sketcher", "--task", "maze", "--mode", "cot"]) == 2
+    assert "--mode applies to vot train policy only" in capsys.readouterr().err

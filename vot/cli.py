@@ -103,6 +103,19 @@ def _train_policy(args) -> int:
     return 0
 
 
+def _cmd_bundle(args) -> int:
+    import json
+    from pathlib import Path
+
+    from vot.bundle import make_bundle
+    from vot.lm.card import write_card
+
+    out = make_bundle(args.policy_dir, args.out, sketcher=args.sketcher, sketch_steps=args.sketch_steps)
+    table = json.loads(Path(args.table).read_text()) if args.table else None
+    print(f"wrote the bundle {out} and its card {write_card(out, table)}")
+    return 0
+
+
 def _cmd_eval(args) -> int:
     if args.what != "sketcher":
         raise ValueError(f"vot eval {args.what}: not available (only 'sketcher')")
@@ -201,6 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("bundle", help="package a trained policy: vot bundle POLICY_DIR --out DIR")
+    p.add_argument("policy_dir", help="a directory written by vot train policy")
+    p.add_argument("--out", required=True, help="the new bundle directory")
+    p.add_argument("--sketcher", default="default", help="default (the shipped sketcher), oracle, or a SketchPipeline directory")
+    p.add_argument("--sketch-steps", type=int, default=None)
+    p.add_argument("--table", default=None, help="JSON from benchmarks/policy_table.py, for the model card")
+    p.set_defaults(run=_cmd_bundle)
 
     p = commands.add_parser("eval", help="measure a model: vot eval sketcher maze (sketch fidelity by rollouts)")
     p.add_argument("what", choices=["sketcher"])

@@ -1,0 +1,48 @@
+"""A short model card (README.md) for a bundle: how its policy was trained and what it scores."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def write_card(bundle: str | Path, table: dict | None = None) -> Path:
+    """Write ``README.md`` in ``bundle`` from its policy's training files and, if given, the output
+    of ``benchmarks/policy_table.py`` (``table``: its JSON)."""
+    bundle = Path(bundle)
+    spec = json.loads((bundle / "bundle.json").read_text())
+    policy = bundle / spec["policy"]
+    config = json.loads((policy / "train_config.json").read_text()) if (policy / "train_config.json").exists() else {}
+    summary = json.loads((policy / "train_summary.json").read_text()) if (policy / "train_summary.json").exists() else {}
+    log = _records(policy / "training_log.jsonl")
+    losses = [r for r in log if "loss" in r]
+    evals = [r for r in log if "val_accuracy" in r]
+    size_mb = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 1e6
+    lines = [
+        f"# {bundle.name}: {spec['task']} ({json.loads((policy / 'policy.json').read_text())['mode']} mode)", "",
+        f"A `SmallPolicy` (Llama-style decoder + ViT `PatchEncoder`, trained by this project on generated "
+        f"train-split problems) with the `{spec['sketcher']}` sketcher. {size_mb:.1f} MB on disk (policy weights fp16).", "",
+        "```python", "import vot", f"reasoner = vot.load({bundle.name!r})", "```", "",
+        "## Training", "",
+        f"- command: `vot train policy --task {config.get('task')} --mode {config.get('mode')} --preset {config.get('preset')}`"
+        f" then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
+        f"- shape: {config.get('shape')}; batch {config.get('batch_size')}; {config.get('steps')} steps; "
+        f"{config.get('problems_per_size')} train problems per size; sketcher share {config.get('sketcher_share')}",
+        f"- parameters: {summary.get('parameters')}; wall time {summary.get('wall_seconds', 0) / 60:.1f} min on "
+        f"{summary.get('device')}",
+    ]
+    if losses:
+        lines.append(f"- loss (mean over written tokens): {losses[0]['loss']:.3f} at step {losses[0]['step']} -> "
+                     f"{losses[-1]['loss']:.3f} at step {losses[-1]['step']}")
+    if evals:
+        curve = ", ".join(f"{r['step']}: {100 * r['val_accuracy']:.1f}%" for r in evals)
+        lines.append(f"- greedy validation accuracy ({evals[-1]['val_problems']} val problems, oracle sketches): {curve}")
+    if table:
+        lines += ["", "## Test accuracy", "", f"`python benchmarks/policy_table.py` ({table['args']})", "",
+                  table["table"]]
+    lines += ["", "Training log: `policy/training_log.jsonl`. Numbers come from the files beside this card.", ""]
+    (bundle / "README.md").write_text("\n".join(lines))
+    return bundle / "README.md"
