@@ -131,7 +131,7 @@ def test_incremental_decoding_matches_a_full_forward():
 
     with torch.no_grad():
         vision = model.encoder(images_to_pixels(images))  # (N, T, D)
-        embeds = model.embed(torch.tensor([history]), vision)
+        embeds = model.embed(torch.tensor([history]), vision, torch.tensor([model.tokenizer.segments(history)]))
         logits = model.decoder(inputs_embeds=embeds).logits[0].float()  # (L, V)
         logits[:, policy._banned] = float("-inf")  # structural tokens the policy never writes
         logits = torch.log_softmax(logits, -1)

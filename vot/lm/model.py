@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vision_encoder.patch import PatchEncoder, vision_config
-from vot.lm.tokenizer import WordTokenizer
+from vot.lm.tokenizer import MAX_INDEX, WordTokenizer
 
 IMAGE_SLOT = -1
 DECODERS = ("llama", "qwen2")
@@ -83,15 +83,19 @@ class PolicyModel(nn.Module):
         config = vision_config(shape.vision, hidden_size=shape.vision_hidden, layers=shape.vision_layers,
                                heads=shape.vision_heads, patch_size=shape.patch, image_size=4 * shape.patch)
         self.encoder = PatchEncoder(config, dim=shape.hidden, pad=True)
+        # Segment embeddings: the k-th stated action and the k-th thought share embedding k (0 elsewhere),
+        # so "which stated action comes next" is one attention hop (see vot.lm.sequences).
+        self.segments = nn.Embedding(MAX_INDEX + 1, shape.hidden)
+        nn.init.normal_(self.segments.weight, std=0.02)
 
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def embed(self, ids: torch.Tensor, vision: torch.Tensor | None) -> torch.Tensor:
-        """ids (B, L) with IMAGE_SLOT where vision tokens go; vision (N, T, D) or None -> (B, L, D)."""
+    def embed(self, ids: torch.Tensor, vision: torch.Tensor | None, segments: torch.Tensor) -> torch.Tensor:
+        """ids, segments (B, L), IMAGE_SLOT where vision tokens go; vision (N, T, D) or None -> (B, L, D)."""
         slots = ids == IMAGE_SLOT
-        embeds = self.decoder.get_input_embeddings()(ids.clamp(min=0))  # (B, L, D)
+        embeds = self.decoder.get_input_embeddings()(ids.clamp(min=0)) + self.segments(segments)  # (B, L, D)
         if vision is None or not slots.any():
             if slots.any():
                 raise ValueError("the sequence has image slots but no vision tokens were given")
@@ -100,12 +104,12 @@ class PolicyModel(nn.Module):
             raise ValueError(f"{int(slots.sum())} image slots but {vision.shape[0] * vision.shape[1]} vision tokens")
         return embeds.masked_scatter(slots.unsqueeze(-1), vision.to(embeds.dtype))
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+    def forward(self, ids: torch.Tensor, segments: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                 pixels: torch.Tensor | None) -> torch.Tensor:
-        """ids, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order. Loss only
-        where labels != -100 (the text the policy writes)."""
+        """ids, segments, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order.
+        Loss only where labels != -100 (the text the policy writes)."""
         vision = self.encoder(pixels) if pixels is not None and len(pixels) else None  # (N, T, D)
-        embeds = self.embed(ids, vision)
+        embeds = self.embed(ids, vision, segments)
         logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
         return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                            ignore_index=-100)

@@ -41,6 +41,7 @@ class LMContext:
     pending: list[int] = field(default_factory=list)  # the end token of the last thought, fed by observe
     history: list[int] = field(default_factory=list)  # every position fed so far (IMAGE_SLOT for vision tokens)
     thoughts: int = 0  # thoughts written so far (the next one is headed by index token <thoughts + 1>)
+    segment: int = 0  # the segment state after the last fed token (`WordTokenizer.segment_step`)
 
     @property
     def length(self) -> int:
@@ -135,9 +136,10 @@ class SmallPolicy:
                     open_rows.remove(row)
             if not open_rows:
                 break
-            embeds = self.model.decoder.get_input_embeddings()(tokens.to(self.device))[:, None]  # (B, 1, D)
+            embeds = torch.stack([self._embed_ids(c, [int(t)], record=False) for c, t in zip(contexts, tokens)])  # (B, 1, D)
             for row in open_rows:
                 contexts[row].history.append(int(tokens[row]))
+                contexts[row].segment = self.tokenizer.segment_step(contexts[row].segment, int(tokens[row]))[1]
             logits = batch.feed(embeds, [1 if r in open_rows else 0 for r in range(len(contexts))])[:, -1].float()  # (B, V)
             logits[:, self._banned] = float("-inf")
         batch.store()
@@ -175,7 +177,7 @@ class SmallPolicy:
         lineage = context.lineage + (int(branch),)
         generator = torch.Generator().manual_seed(_chain_seed(self.seed, context.problem.id, lineage))
         return LMContext(context.problem, context.cache, context.logits, generator, context.greedy, lineage,
-                         list(context.pending), list(context.history), context.thoughts)
+                         list(context.pending), list(context.history), context.thoughts, context.segment)
 
     # --- helpers --------------------------------------------------------------------------------
     def _encode_each(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
@@ -191,20 +193,31 @@ class SmallPolicy:
                 out[i] = vision[row]
         return out
 
+    def _embed_ids(self, context: LMContext, ids: list[int], record: bool = True) -> torch.Tensor:
+        """Token + segment embeddings of ``ids`` fed next to ``context``: (q, D). ``record=False``
+        (tokens being decoded, which a closed row may discard) leaves the segment state alone."""
+        segments, state = [], context.segment
+        for token in ids:
+            segment, state = self.tokenizer.segment_step(state, token)
+            segments.append(segment)
+        if record:
+            context.segment = state
+            context.history += ids
+        ids_t = torch.tensor(ids, dtype=torch.long, device=self.device)
+        return self.model.decoder.get_input_embeddings()(ids_t) + self.model.segments(torch.tensor(segments, device=self.device))
+
     def _chunk(self, context: LMContext, ids: list[int], vision: torch.Tensor | None,
                after: list[int] = ()) -> torch.Tensor:
         """Embeddings of ``ids``, then (if given) the vision tokens and ``</img>``, then ``after``:
         (q, D). Recorded in the context's history."""
-        embed = self.model.decoder.get_input_embeddings()
-        parts = [embed(torch.tensor(ids, dtype=torch.long, device=self.device))] if ids else []
-        context.history += ids
+        parts = [self._embed_ids(context, ids)] if ids else []
         if vision is not None:
-            parts.append(vision.to(self.device, parts[0].dtype if parts else vision.dtype))
             context.history += [IMAGE_SLOT] * len(vision)
+            context.segment = 0
+            parts.append(vision.to(self.device, self.model.segments.weight.dtype))  # vision tokens replace the slot embeddings
             after = [self.tokenizer.img_end, *after]
         if after:
-            parts.append(embed(torch.tensor(list(after), dtype=torch.long, device=self.device)))
-            context.history += list(after)
+            parts.append(self._embed_ids(context, list(after)))
         return torch.cat(parts)  # (q, D)
 
     def _feed(self, contexts: list[LMContext], chunks: list[torch.Tensor]) -> None:

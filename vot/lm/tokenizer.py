@@ -31,6 +31,25 @@ class WordTokenizer:
         self.pad, self.unk, self.bos, self.eot, self.eos, self.img, self.img_end = (
             tokenizer.token_to_id(name) for name in SPECIALS[:7])
         self.indices = [tokenizer.token_to_id(f"<{k}>") for k in range(1, MAX_INDEX + 1)]
+        self._index_of = {token: k for k, token in enumerate(self.indices, start=1)}
+
+    def segment_step(self, state: int, token: int) -> tuple[int, int]:
+        """(segment of ``token``, state after it). A token's segment is k from an index token
+        ``<k>`` until the next image; everything else (the prompt, images) is segment 0."""
+        if token >= 0 and token in self._index_of:
+            k = self._index_of[token]
+            return k, k
+        if token < 0 or token in (self.img, self.img_end):  # an image slot or its frame
+            return 0, 0
+        return state, state
+
+    def segments(self, ids) -> list[int]:
+        """Segment ids for a whole sequence (see `segment_step`)."""
+        out, state = [], 0
+        for token in ids:
+            segment, state = self.segment_step(state, int(token))
+            out.append(segment)
+        return out
 
     def index(self, k: int) -> int:
         """The id of index token ``<k>`` (1-based; beyond MAX_INDEX the last one)."""

@@ -54,6 +54,7 @@ class Bucket:
     """Examples of one image size, padded to one length: ids/labels (N, L), images (N, K, H, W, 3)."""
 
     ids: np.ndarray
+    segments: np.ndarray
     labels: np.ndarray
     lengths: np.ndarray
     images: list[np.ndarray]  # per example: (K_i, H, W, 3) uint8
@@ -62,13 +63,15 @@ class Bucket:
         return len(self.lengths)
 
 
-def _bucket(examples: list[Example]) -> Bucket:
+def _bucket(examples: list[Example], tokenizer: WordTokenizer) -> Bucket:
     lengths = np.array([len(e.ids) for e in examples])
     ids = np.zeros((len(examples), lengths.max()), dtype=np.int64)
+    segments = np.zeros_like(ids)
     labels = np.full((len(examples), lengths.max()), -100, dtype=np.int64)
     for row, example in enumerate(examples):
         ids[row, :lengths[row]], labels[row, :lengths[row]] = example.ids, example.labels
-    return Bucket(ids, labels, lengths, [np.stack(e.images) for e in examples])
+        segments[row, :lengths[row]] = tokenizer.segments(example.ids)
+    return Bucket(ids, segments, labels, lengths, [np.stack(e.images) for e in examples])
 
 
 def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
@@ -112,7 +115,7 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
             log({"event": "sketcher_rollouts", "size": size, "problems": len(chosen),
                  "seconds": round(time.perf_counter() - began, 1)})
         examples = [build_example(p, config.mode, tokenizer, patch, imagined.get(i)) for i, p in enumerate(problems)]
-        data[size] = _bucket(examples)
+        data[size] = _bucket(examples, tokenizer)
     return data
 
 
@@ -123,11 +126,12 @@ def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int):
     index = rng.integers(0, len(bucket), size=batch_size)
     width = int(bucket.lengths[index].max())
     ids = torch.from_numpy(bucket.ids[index, :width])
+    segments = torch.from_numpy(bucket.segments[index, :width])
     labels = torch.from_numpy(bucket.labels[index, :width])
     mask = (torch.arange(width)[None] < torch.from_numpy(bucket.lengths[index])[:, None]).long()
     images = np.concatenate([bucket.images[i] for i in index])  # (N, H, W, 3)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, H, W)
-    return ids, mask, labels, pixels
+    return ids, segments, mask, labels, pixels
 
 
 def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int = 64) -> dict:
@@ -214,9 +218,9 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     model.train()
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
-        ids, mask, labels, pixels = (t.to(accelerator.device) for t in _batch(data, rng, batch_size))
+        ids, segments, mask, labels, pixels = (t.to(accelerator.device) for t in _batch(data, rng, batch_size))
         with accelerator.autocast():
-            loss = model(ids, mask, labels, pixels)
+            loss = model(ids, segments, mask, labels, pixels)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
