@@ -95,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs", default="runs/policy_table")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--card", default=None, help="a bundle directory whose README.md (model card) gets the table")
     args = parser.parse_args()
     task = tasks.get(args.task)
     policies = dict(item.split("=", 1) for item in args.policy)
@@ -104,6 +105,10 @@ def main() -> None:
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({"task": task.id, "args": vars(args), "rows": rows, "table": table}, indent=2))
+    if args.card:
+        from vot.lm.card import write_card
+
+        write_card(args.card, {"args": vars(args), "table": table})
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ class PolicyShape:
     vision_layers: int = 1
     vision_heads: int = 4
     patch: int = 16  # pixels; 2x2 task cells per vision token (images padded to a multiple)
+    stem: int | None = 8  # a convolutional stem reading 8-px cells (None: the plain patch convolution)
 
     def decoder_config(self, vocab_size: int, tokenizer: WordTokenizer):
         common = dict(vocab_size=vocab_size, hidden_size=self.hidden, intermediate_size=self.hidden * 2,
@@ -82,7 +83,7 @@ class PolicyModel(nn.Module):
         self.decoder = AutoModelForCausalLM.from_config(shape.decoder_config(len(tokenizer), tokenizer))
         config = vision_config(shape.vision, hidden_size=shape.vision_hidden, layers=shape.vision_layers,
                                heads=shape.vision_heads, patch_size=shape.patch, image_size=4 * shape.patch)
-        self.encoder = PatchEncoder(config, dim=shape.hidden, pad=True)
+        self.encoder = PatchEncoder(config, dim=shape.hidden, pad=True, stem=shape.stem)
         # Segment embeddings: the k-th stated action and the k-th thought share embedding k (0 elsewhere),
         # so "which stated action comes next" is one attention hop (see vot.lm.sequences).
         self.segments = nn.Embedding(MAX_INDEX + 1, shape.hidden)
