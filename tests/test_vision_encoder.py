@@ -217,3 +217,18 @@ def test_vq_errors(vq_model, tmp_path):
     (tmp_path / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
     with pytest.raises(ValueError, match="not a diffusers VQModel"):
         VQEncoder(tmp_path / "unet")
+
+
+@pytest.mark.parametrize("kind", ["vit", "siglip"])
+def test_patch_encoder_with_a_conv_stem(kind):
+    from vision_encoder.patch import ConvStem
+
+    encoder = PatchEncoder(vision_config(kind, hidden_size=16, heads=2, patch_size=16, image_size=32), dim=8,
+                           pad=True, stem=8)
+    images = [Image.new("RGB", (40, 24), (255, 0, 0)), Image.new("RGB", (40, 24), (0, 0, 255))]
+    tokens = encoder.encode(images)
+    assert tokens.shape == (2, 3 * 2, 8)  # 40x24 padded to 48x32: 3 x 2 patches of 16 px
+    torch.testing.assert_close(tokens[1:], encoder.encode(images[1:]), atol=1e-5, rtol=0)
+    assert any(isinstance(m, ConvStem) for m in encoder.modules())
+    with pytest.raises(ValueError, match="must divide"):
+        PatchEncoder(vision_config(kind, patch_size=16), dim=8, stem=6)
