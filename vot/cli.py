@@ -97,7 +97,8 @@ def _train_policy(args) -> int:
     mode = args.mode or "vot"
     out = args.out or f"checkpoints/policy-{task.id}-{mode}-{args.preset}"
     config = PolicyTrainConfig(task=task.id, mode=mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
-                               resume=args.resume, device=args.device, sketcher_share=args.sketcher_share)
+                               resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
+                               answer_weight=args.answer_weight)
     path = train_policy(config)
     print(f"saved the policy to {path}")
     return 0
@@ -205,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "policy: task id (maze-mcq-v0)")
     p.add_argument("--mode", default=None, choices=["vot", "cot", "direct"],
                    help="policy only: reason with sketches (vot), with text coordinates (cot) or answer directly")
+    p.add_argument("--answer-weight", type=float, default=1.0,
+                   help="policy only: loss weight of the answer's tokens relative to the thoughts'")
     p.add_argument("--sketcher-share", type=float, default=0.2,
                    help="policy, vot mode: share of training problems whose sketches come from the trained sketcher")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])

@@ -106,14 +106,21 @@ class PolicyModel(nn.Module):
         return embeds.masked_scatter(slots.unsqueeze(-1), vision.to(embeds.dtype))
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                pixels: torch.Tensor | None) -> torch.Tensor:
+                pixels: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
         """ids, segments, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order.
-        Loss only where labels != -100 (the text the policy writes)."""
+        Loss only where labels != -100 (the text the policy writes): the mean token loss, or the
+        ``weights``-weighted mean (B, L) if given."""
         vision = self.encoder(pixels) if pixels is not None and len(pixels) else None  # (N, T, D)
         embeds = self.embed(ids, vision, segments)
         logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
-        return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                           ignore_index=-100)
+        losses = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
+                                             ignore_index=-100, reduction="none")  # (B * (L - 1),)
+        if weights is None:
+            weights = torch.ones_like(losses)
+        else:
+            weights = weights[:, 1:].flatten().float()
+        weights = weights * (labels[:, 1:].flatten() != -100)
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-8)
 
     # --- saving ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, fp16: bool = False) -> None:

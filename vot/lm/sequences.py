@@ -40,10 +40,12 @@ class Example:
     ids: list[int] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, 3), in order
+    answer: list[bool] = field(default_factory=list)  # (L,) True on the answer's tokens
 
-    def add(self, ids: list[int], supervised: bool) -> None:
+    def add(self, ids: list[int], supervised: bool, answer: bool = False) -> None:
         self.ids += ids
         self.labels += ids if supervised else [IGNORE] * len(ids)
+        self.answer += [answer] * len(ids)
 
     def add_image(self, image: np.ndarray, tokenizer: WordTokenizer, patch: int) -> None:
         slots = -(-image.shape[0] // patch) * -(-image.shape[1] // patch)  # images are padded to a multiple
@@ -84,7 +86,8 @@ def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: 
     for i, step in enumerate(trace):
         is_answer = step.action is None
         example.add([tokenizer.index(i + 1)], supervised=False)
-        example.add(tokenizer.encode(step.thought) + [tokenizer.eos if is_answer else tokenizer.eot], supervised=True)
+        example.add(tokenizer.encode(step.thought) + [tokenizer.eos if is_answer else tokenizer.eot], supervised=True,
+                    answer=is_answer)
         if not is_answer and mode == "vot":
             image = sketches[i] if sketches is not None else task.render(step.state)
             example.add_image(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image),

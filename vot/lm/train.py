@@ -45,6 +45,7 @@ class PolicyTrainConfig:
     resume: bool = False
     device: str = "auto"
     stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
+    answer_weight: float = 1.0  # loss weight of the answer's tokens relative to the thoughts'
     shape: dict | None = None  # overrides of the preset's `PolicyShape` fields (tests, ablations)
     batch_size: int | None = None  # default: the preset's
 
@@ -56,6 +57,7 @@ class Bucket:
     ids: np.ndarray
     segments: np.ndarray
     labels: np.ndarray
+    answer: np.ndarray
     lengths: np.ndarray
     images: list[np.ndarray]  # per example: (K_i, H, W, 3) uint8
 
@@ -68,10 +70,12 @@ def _bucket(examples: list[Example], tokenizer: WordTokenizer) -> Bucket:
     ids = np.zeros((len(examples), lengths.max()), dtype=np.int64)
     segments = np.zeros_like(ids)
     labels = np.full((len(examples), lengths.max()), -100, dtype=np.int64)
+    answer = np.zeros(ids.shape, dtype=bool)
     for row, example in enumerate(examples):
         ids[row, :lengths[row]], labels[row, :lengths[row]] = example.ids, example.labels
         segments[row, :lengths[row]] = tokenizer.segments(example.ids)
-    return Bucket(ids, segments, labels, lengths, [np.stack(e.images) for e in examples])
+        answer[row, :lengths[row]] = example.answer
+    return Bucket(ids, segments, labels, answer, lengths, [np.stack(e.images) for e in examples])
 
 
 def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
@@ -119,7 +123,7 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
     return data
 
 
-def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int):
+def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0):
     sizes = sorted(data)
     weights = np.array([len(data[s]) for s in sizes], dtype=float)
     bucket = data[sizes[int(rng.choice(len(sizes), p=weights / weights.sum()))]]
@@ -131,7 +135,8 @@ def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int):
     mask = (torch.arange(width)[None] < torch.from_numpy(bucket.lengths[index])[:, None]).long()
     images = np.concatenate([bucket.images[i] for i in index])  # (N, H, W, 3)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, H, W)
-    return ids, segments, mask, labels, pixels
+    weights = torch.from_numpy(np.where(bucket.answer[index, :width], answer_weight, 1.0).astype(np.float32))
+    return ids, segments, mask, labels, pixels, weights
 
 
 def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int = 64) -> dict:
@@ -218,9 +223,10 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     model.train()
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
-        ids, segments, mask, labels, pixels = (t.to(accelerator.device) for t in _batch(data, rng, batch_size))
+        batch = _batch(data, rng, batch_size, config.answer_weight)
+        ids, segments, mask, labels, pixels, weights = (t.to(accelerator.device) for t in batch)
         with accelerator.autocast():
-            loss = model(ids, segments, mask, labels, pixels)
+            loss = model(ids, segments, mask, labels, pixels, weights)
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
