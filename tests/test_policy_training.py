@@ -110,3 +110,14 @@ def test_vot_bundle_command_writes_a_card(tmp_path, trained, capsys):
     assert "maze-mcq-v0 (vot mode)" in card and "greedy validation accuracy" in card
     assert main(["train", "sketcher", "--task", "maze", "--mode", "cot"]) == 2
     assert "--mode applies to vot train policy only" in capsys.readouterr().err
+
+
+def test_an_unfinished_run_can_be_exported(tmp_path):
+    out = tmp_path / "cut"
+    train_policy(_config(out, stop_after=3), progress=False)
+    from vot.cli import main
+
+    assert main(["train", "policy", "--task", "maze-mcq-v0", "--out", str(out), "--export"]) == 0
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 3 and summary["planned_steps"] == 6
+    assert PolicyModel.from_pretrained(out).spec.task == "maze-mcq-v0"

@@ -96,6 +96,11 @@ def _train_policy(args) -> int:
     task = tasks.get(args.task)
     mode = args.mode or "vot"
     out = args.out or f"checkpoints/policy-{task.id}-{mode}-{args.preset}"
+    if args.export:
+        from vot.lm.train import export_checkpoint
+
+        print(f"exported the latest checkpoint of {out} to {export_checkpoint(out)}")
+        return 0
     config = PolicyTrainConfig(task=task.id, mode=mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
                                resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
                                answer_weight=args.answer_weight)
@@ -206,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "policy: task id (maze-mcq-v0)")
     p.add_argument("--mode", default=None, choices=["vot", "cot", "direct"],
                    help="policy only: reason with sketches (vot), with text coordinates (cot) or answer directly")
+    p.add_argument("--export", action="store_true",
+                   help="policy only: save the latest checkpoint in --out as a loadable policy (a run cut short)")
     p.add_argument("--answer-weight", type=float, default=1.0,
                    help="policy only: loss weight of the answer's tokens relative to the thoughts'")
     p.add_argument("--sketcher-share", type=float, default=0.2,

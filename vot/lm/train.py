@@ -257,3 +257,32 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
          "parameters": {"decoder": sum(p.numel() for p in raw.decoder.parameters()),
                         "encoder": sum(p.numel() for p in raw.encoder.parameters())}}, indent=2))
     return out
+
+
+def export_checkpoint(out: str | Path) -> Path:
+    """Save the latest checkpoint of an unfinished run in ``out`` as a loadable policy (fp16), so a
+    run cut short by a time limit still yields a model; ``train_summary.json`` says at which step."""
+    from safetensors.torch import load_file
+
+    out = Path(out)
+    checkpoints = sorted((out / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1])) \
+        if (out / "checkpoints").is_dir() else []
+    if not checkpoints:
+        raise FileNotFoundError(f"{out} has no checkpoints to export")
+    latest = checkpoints[-1]
+    config = json.loads((out / "train_config.json").read_text())
+    spec = PolicySpec(config["task"], config["mode"], PolicyShape(**config["shape"]))
+    model = PolicyModel(spec, WordTokenizer.load(out / "tokenizer.json"))
+    missing, unexpected = model.load_state_dict(load_file(str(latest / "model.safetensors")), strict=False)
+    if [k for k in missing if k != "decoder.lm_head.weight"] or unexpected:
+        raise ValueError(f"{latest}: weights do not match the run's config")
+    model.eval().save_pretrained(out, fp16=True)
+    step = int(latest.name.split("-")[1])
+    log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    seconds = max((r.get("seconds", 0) for r in log if r.get("step", -1) <= step), default=0)
+    (out / "train_summary.json").write_text(json.dumps(
+        {"steps": step, "planned_steps": config["steps"], "exported_from": latest.name, "wall_seconds": seconds,
+         "device": "cpu" if not torch.cuda.is_available() else "cuda",
+         "parameters": {"decoder": sum(p.numel() for p in model.decoder.parameters()),
+                        "encoder": sum(p.numel() for p in model.encoder.parameters())}}, indent=2))
+    return out
