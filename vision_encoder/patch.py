@@ -107,6 +107,10 @@ class PatchEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [-1, 1] -> (B, T, dim)."""
+        return self.projector(self.features(pixels))  # (B, T, dim)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> the vision model's patch features before the projector, (B, T, width)."""
         height, width = pixels.shape[-2:]
         if self.pad:
             pixels = nn.functional.pad(pixels, (0, -width % self.patch, 0, -height % self.patch))
@@ -117,7 +121,7 @@ class PatchEncoder(nn.Module):
         hidden = self.vision(pixel_values=pixels.to(dtype), interpolate_pos_encoding=True).last_hidden_state
         if self.kind == "vit":
             hidden = hidden[:, 1:]  # drop the class token: (B, T, width)
-        return self.projector(hidden)  # (B, T, dim)
+        return hidden
 
     @torch.no_grad()
     def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:

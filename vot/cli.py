@@ -193,10 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="greedy,best_of_n,weighted_best_of_n,self_consistency",
                    help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive")
     p.add_argument("--verifier", default="consistency", help="selection verifier: consistency or confidence")
-    p.add_argument("--n", type=_sizes, default=[1, 4, 16], help="chains per problem, e.g. 1,4,16")
+    p.add_argument("--n", type=_sizes, default=[1, 4], help="chains per problem, e.g. 1,4,16")
     p.add_argument("--set", type=_settings, default={}, help="strategy settings, e.g. width=4,rounds=2,margin=4")
     p.add_argument("--size", type=_sizes, default=None, help="sizes (default: the task's benchmark sizes)")
-    p.add_argument("--count", type=int, default=20, help="problems per size")
+    p.add_argument("--count", type=int, default=10, help="problems per size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=64)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
