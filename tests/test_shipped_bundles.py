@@ -1,0 +1,37 @@
+"""The shipped bundles load by name, reason through the real loop, and `vot bench maze` runs one."""
+import json
+
+import pytest
+
+import vot
+from tasks.splits import generate_split
+from vot.bundle import read_spec, resolve, shipped
+from vot.cli import main
+
+NAMES = sorted(shipped())
+
+
+def test_every_mcq_environment_ships_a_bundle():
+    assert {"maze-mcq", "frozenlake-mcq", "minibehavior-mcq"} <= set(NAMES)
+    assert resolve("maze") == resolve("maze-mcq") == resolve("maze-mcq-v0")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_shipped_bundle_runs_chains_with_its_own_sketches(name):
+    spec = read_spec(resolve(name))
+    reasoner = vot.load(name)
+    problem = generate_split(spec.task, "val", 4 if "minibehavior" not in name else 7, 1)[0]
+    [chain] = reasoner.run([problem], n=1, greedy=True)[0]
+    assert chain.finished and chain.steps[0].sketch is not None
+    assert all(len(s.logprobs) > 0 for s in chain.steps)
+    assert reasoner.label.startswith("small-vot+")
+
+
+def test_vot_bench_maze_defaults_to_the_shipped_bundle(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["bench", "maze", "--size", "3", "--count", "2", "--n", "1", "--strategy", "greedy",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["config"]["policy"] == "default" and summary["reference_components"] == []
+    assert summary["metrics"]["greedy@1"]["accuracy"]["n"] == 2
+    assert "REFERENCE components: none" in capsys.readouterr().out
