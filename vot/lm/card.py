@@ -27,13 +27,17 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
         f"train-split problems) with the `{spec['sketcher']}` sketcher. {size_mb:.1f} MB on disk (policy weights fp16).", "",
         "```python", "import vot", f"reasoner = vot.load({bundle.name!r})", "```", "",
         "## Training", "",
-        f"- command: `vot train policy --task {config.get('task')} --mode {config.get('mode')} --preset {config.get('preset')}`"
+        f"- command: `vot train policy --task {config.get('task')} --mode {config.get('mode')} --preset {config.get('preset')}"
+        f" --steps {config.get('steps')}`"
         f" then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
         f"- shape: {config.get('shape')}; batch {config.get('batch_size')}; {config.get('steps')} steps; "
         f"{config.get('problems_per_size')} train problems per size; sketcher share {config.get('sketcher_share')}",
         f"- parameters: {summary.get('parameters')}; wall time {summary.get('wall_seconds', 0) / 60:.1f} min on "
         f"{summary.get('device')}",
     ]
+    if "planned_steps" in summary:
+        lines.append(f"- **cut short**: saved from {summary['exported_from']} (step {summary['steps']} of "
+                     f"{summary['planned_steps']}) with `vot train policy --export`")
     if losses:
         lines.append(f"- loss (mean over written tokens): {losses[0]['loss']:.3f} at step {losses[0]['step']} -> "
                      f"{losses[-1]['loss']:.3f} at step {losses[-1]['step']}")
