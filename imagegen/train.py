@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from imagegen.checkpoints import latest_checkpoint, save_checkpoint, step_of
 from imagegen.data import build_transitions, environment_of, thought_corpus, training_sizes
 from imagegen.presets import get_preset
 
@@ -120,10 +121,10 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     unet, text_encoder, optimizer, schedule = accelerator.prepare(unet, text_encoder, optimizer, schedule)
     accelerator.register_for_checkpointing(ema)
     start = 0
-    if config.resume and checkpoints.exists():
-        latest = max(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    latest = latest_checkpoint(checkpoints) if config.resume else None
+    if latest is not None:
         accelerator.load_state(latest)
-        start = int(latest.name.split("-")[1])
+        start = step_of(latest)
     (out / "train_config.json").write_text(json.dumps(asdict(config) | {"environment": environment, "steps": steps}, indent=2))
     began = time.perf_counter()
     data = build_transitions(environment, training_sizes(environment), config.problems_per_size, config.seed)
@@ -161,9 +162,7 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         stopping = config.stop_after is not None and step + 1 == config.stop_after
         if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
-            accelerator.save_state(checkpoints / f"step-{step + 1}")
-            for old in sorted(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))[:-2]:
-                shutil.rmtree(old)
+            save_checkpoint(accelerator, checkpoints, step + 1)
         if stopping:
             log.close()
             return out

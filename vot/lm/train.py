@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 import tasks
+from imagegen.checkpoints import latest_checkpoint, save_checkpoint, step_of
 from tasks.splits import generate_split
 from vot.lm.model import PolicyModel, PolicyShape, PolicySpec
 from vot.lm.presets import get_policy_preset
@@ -206,10 +207,10 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     schedule = get_cosine_schedule_with_warmup(optimizer, min(preset.warmup, max(1, steps // 10)), steps)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
     start = 0
-    if config.resume and checkpoints.exists() and any(checkpoints.iterdir()):
-        latest = max(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+    latest = latest_checkpoint(checkpoints) if config.resume else None
+    if latest is not None:
         accelerator.load_state(latest)
-        start = int(latest.name.split("-")[1])
+        start = step_of(latest)
     (out / "train_config.json").write_text(json.dumps(
         asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": shape, "batch_size": batch_size}, indent=2))
     began = time.perf_counter()
@@ -243,9 +244,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
             bar.write(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}")
         stopping = config.stop_after is not None and step + 1 == config.stop_after
         if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
-            accelerator.save_state(checkpoints / f"step-{step + 1}")
-            for old in sorted(checkpoints.iterdir(), key=lambda p: int(p.name.split("-")[1]))[:-2]:
-                shutil.rmtree(old)
+            save_checkpoint(accelerator, checkpoints, step + 1)
         if stopping:
             log_file.close()
             return out
@@ -265,11 +264,9 @@ def export_checkpoint(out: str | Path) -> Path:
     from safetensors.torch import load_file
 
     out = Path(out)
-    checkpoints = sorted((out / "checkpoints").iterdir(), key=lambda p: int(p.name.split("-")[1])) \
-        if (out / "checkpoints").is_dir() else []
-    if not checkpoints:
+    latest = latest_checkpoint(out / "checkpoints")
+    if latest is None:
         raise FileNotFoundError(f"{out} has no checkpoints to export")
-    latest = checkpoints[-1]
     config = json.loads((out / "train_config.json").read_text())
     spec = PolicySpec(config["task"], config["mode"], PolicyShape(**config["shape"]))
     model = PolicyModel(spec, WordTokenizer.load(out / "tokenizer.json"))
@@ -277,7 +274,7 @@ def export_checkpoint(out: str | Path) -> Path:
     if [k for k in missing if k != "decoder.lm_head.weight"] or unexpected:
         raise ValueError(f"{latest}: weights do not match the run's config")
     model.eval().save_pretrained(out, fp16=True)
-    step = int(latest.name.split("-")[1])
+    step = step_of(latest)
     log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
     seconds = max((r.get("seconds", 0) for r in log if r.get("step", -1) <= step), default=0)
     (out / "train_summary.json").write_text(json.dumps(
