@@ -9,6 +9,7 @@ import tasks
 import vot
 from tasks.splits import generate_split
 from vot.bundle import BundleSpec, load, make_bundle
+from vot.lm.card import write_card
 from vot.lm.model import PolicyModel
 from vot.lm.train import PolicyTrainConfig, sketcher_rollouts, train_policy
 
@@ -48,6 +49,18 @@ def test_stopped_and_resumed_equals_uninterrupted(tmp_path, trained):
     a, b = PolicyModel.from_pretrained(trained).state_dict(), PolicyModel.from_pretrained(out).state_dict()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_early_stop_once_validation_reaches_the_target(tmp_path):
+    out = tmp_path / "early"
+    train_policy(_config(out, mode="direct", eval_every=2, stop_at_accuracy=0.0), progress=False)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["planned_steps"] == 6 and summary["early_stop"] == 0.0
+    records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("event") == "early_stop"] == [2]
+    assert all(r["step"] <= 1 for r in records if "loss" in r)  # no optimizer step after the stop
+    card = write_card(make_bundle(out, tmp_path / "bundle")).read_text()
+    assert "stopped early** at step 2 of 6" in card and "--stop-at-accuracy 0.0" in card
 
 
 def test_refuses_to_overwrite_a_run(trained):

@@ -103,7 +103,8 @@ def _train_policy(args) -> int:
         return 0
     config = PolicyTrainConfig(task=task.id, mode=mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
                                resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
-                               answer_weight=args.answer_weight)
+                               answer_weight=args.answer_weight, eval_every=args.eval_every,
+                               stop_at_accuracy=args.stop_at_accuracy)
     path = train_policy(config)
     print(f"saved the policy to {path}")
     return 0
@@ -217,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="policy only: loss weight of the answer's tokens relative to the thoughts'")
     p.add_argument("--sketcher-share", type=float, default=0.2,
                    help="policy, vot mode: share of training problems whose sketches come from the trained sketcher")
+    p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
+    p.add_argument("--stop-at-accuracy", type=float, default=None,
+                   help="policy only: finish early once greedy validation accuracy reaches this (e.g. 1.0)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
     p.add_argument("--out", default=None, help="output directory (default checkpoints/<what>-<task>-[<mode>-]<preset>)")

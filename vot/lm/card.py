@@ -19,7 +19,7 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
     summary = json.loads((policy / "train_summary.json").read_text()) if (policy / "train_summary.json").exists() else {}
     log = _records(policy / "training_log.jsonl")
     losses = [r for r in log if "loss" in r]
-    evals = [r for r in log if "val_accuracy" in r]
+    evals = [r for r in log if "val_problems" in r]
     size_mb = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 1e6
     lines = [
         f"# {bundle.name}: {spec['task']} ({json.loads((policy / 'policy.json').read_text())['mode']} mode)", "",
@@ -28,14 +28,17 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
         "```python", "import vot", f"reasoner = vot.load({bundle.name!r})", "```", "",
         "## Training", "",
         f"- command: `vot train policy --task {config.get('task')} --mode {config.get('mode')} --preset {config.get('preset')}"
-        f" --steps {config.get('steps')}`"
+        f" --steps {config.get('steps')}{_extra_flags(config)}`"
         f" then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
         f"- shape: {config.get('shape')}; batch {config.get('batch_size')}; {config.get('steps')} steps; "
         f"{config.get('problems_per_size')} train problems per size; sketcher share {config.get('sketcher_share')}",
         f"- parameters: {summary.get('parameters')}; wall time {summary.get('wall_seconds', 0) / 60:.1f} min on "
         f"{summary.get('device')}",
     ]
-    if "planned_steps" in summary:
+    if "early_stop" in summary:
+        lines.append(f"- **stopped early** at step {summary['steps']} of {summary['planned_steps']}: greedy validation "
+                     f"accuracy reached `--stop-at-accuracy {summary['early_stop']}`")
+    elif "planned_steps" in summary:
         lines.append(f"- **cut short**: saved from {summary['exported_from']} (step {summary['steps']} of "
                      f"{summary['planned_steps']}) with `vot train policy --export`")
     if losses:
@@ -50,3 +53,10 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
     lines += ["", "Training log: `policy/training_log.jsonl`. Numbers come from the files beside this card.", ""]
     (bundle / "README.md").write_text("\n".join(lines))
     return bundle / "README.md"
+
+
+def _extra_flags(config: dict) -> str:
+    """The non-default training flags of a run, as they are written on the command line."""
+    defaults = {"eval_every": 500, "stop_at_accuracy": None, "answer_weight": 1.0, "sketcher_share": 0.2}
+    return "".join(f" --{key.replace('_', '-')} {config[key]}" for key, default in defaults.items()
+                   if key in config and config[key] != default)

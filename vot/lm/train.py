@@ -42,6 +42,7 @@ class PolicyTrainConfig:
     sketcher_share: float = 0.25
     eval_every: int = 500
     eval_count: int = 16  # validation problems per size
+    stop_at_accuracy: float | None = None  # end training early once greedy val accuracy reaches this
     checkpoint_every: int = 250
     resume: bool = False
     device: str = "auto"
@@ -242,6 +243,10 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
             log({"step": step + 1, "val_accuracy": result["accuracy"], "val_problems": result["problems"],
                  "seconds": round(time.perf_counter() - began, 1)})
             bar.write(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}")
+            if config.stop_at_accuracy is not None and result["accuracy"] >= config.stop_at_accuracy:
+                log({"event": "early_stop", "step": step + 1, "val_accuracy": result["accuracy"]})
+                steps = step + 1
+                break
         stopping = config.stop_after is not None and step + 1 == config.stop_after
         if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
             save_checkpoint(accelerator, checkpoints, step + 1)
@@ -251,8 +256,10 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     log_file.close()
     raw.eval().to("cpu").save_pretrained(out, fp16=True)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    planned = config.steps or preset.steps
     (out / "train_summary.json").write_text(json.dumps(
-        {"steps": steps, "wall_seconds": round(time.perf_counter() - began, 1), "device": str(accelerator.device),
+        {"steps": steps} | ({"planned_steps": planned, "early_stop": config.stop_at_accuracy} if steps < planned else {})
+        | {"wall_seconds": round(time.perf_counter() - began, 1), "device": str(accelerator.device),
          "parameters": {"decoder": sum(p.numel() for p in raw.decoder.parameters()),
                         "encoder": sum(p.numel() for p in raw.encoder.parameters())}}, indent=2))
     return out
