@@ -134,3 +134,24 @@ def test_an_unfinished_run_can_be_exported(tmp_path):
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 3 and summary["planned_steps"] == 6
     assert PolicyModel.from_pretrained(out).spec.task == "maze-mcq-v0"
+
+
+def test_canvas_padding_gives_larger_token_grids_that_match_their_slots(tmp_path):
+    from vot.lm.sequences import corpus
+    from vot.lm.tokenizer import WordTokenizer
+    from vot.lm.model import PolicyShape, PolicySpec
+    from vot.lm.train import _batch, build_data
+
+    config = _config(tmp_path / "unused", sketcher=None, canvas_share=0.7, problems_per_size=12)
+    task = tasks.get(config.task)
+    tokenizer = WordTokenizer.train(corpus(generate_split(task, "train", 3, 4)) + corpus(generate_split(task, "train", 6, 4)))
+    data = build_data(config, tokenizer, 16, 12, lambda record: None)
+    assert {"3", "3+1", "3+2"} <= set(data) and sum(len(b) for b in data.values()) == 12 * len(task.in_distribution)
+    assert data["3+2"].canvas == 32 + 2 * 16 and data["3"].canvas == 0  # 24-px images: 2x2 tokens, padded to 4x4
+    model = PolicyModel(PolicySpec(task.id, "vot", PolicyShape(**TINY)), tokenizer)
+    rng = np.random.default_rng(0)
+    for key in ("3+2", "3"):
+        ids, segments, mask, labels, pixels, weights = _batch({key: data[key]}, rng, 3)
+        assert pixels.shape[-1] == (data[key].canvas or 24)  # unpadded 24-px images: the encoder pads to 32
+        assert int((ids == -1).sum()) == pixels.shape[0] * (-(-pixels.shape[-1] // 16)) ** 2  # slots == vision tokens
+        assert torch.isfinite(model(ids, segments, mask, labels, pixels, weights))

@@ -47,8 +47,10 @@ class Example:
         self.labels += ids if supervised else [IGNORE] * len(ids)
         self.answer += [answer] * len(ids)
 
-    def add_image(self, image: np.ndarray, tokenizer: WordTokenizer, patch: int) -> None:
-        slots = -(-image.shape[0] // patch) * -(-image.shape[1] // patch)  # images are padded to a multiple
+    def add_image(self, image: np.ndarray, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> None:
+        """Slots for ``image`` padded (bottom/right) to a multiple of ``patch`` and at least ``canvas`` px."""
+        height, width = max(image.shape[0], canvas), max(image.shape[1], canvas)
+        slots = -(-height // patch) * -(-width // patch)
         self.add([tokenizer.img] + [IMAGE_SLOT] * slots + [tokenizer.img_end], supervised=False)
         self.images.append(image)
 
@@ -70,14 +72,16 @@ def context_ids(problem: Problem, tokenizer: WordTokenizer) -> list[int]:
 
 
 def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: int,
-                  sketches: list[Image.Image | np.ndarray] | None = None) -> Example:
+                  sketches: list[Image.Image | np.ndarray] | None = None, canvas: int = 0) -> Example:
     """The teacher-forced sequence of ``problem`` in ``mode``. In vot mode ``sketches`` (one per
-    action step) replace the gold renders, e.g. the trained sketcher's own rollout."""
+    action step) replace the gold renders, e.g. the trained sketcher's own rollout. ``canvas`` > 0
+    sizes every image's slots as if padded to ``canvas`` px a side (the trainer pads the pixels to
+    match: images larger than the task's in-distribution sizes, see `vot.lm.train`)."""
     task = tasks.get(problem.task)
     trace = task.trace(problem, trace_style(mode))
     example = Example()
     example.add(context_ids(problem, tokenizer), supervised=False)
-    example.add_image(np.asarray(problem.image.convert("RGB")), tokenizer, patch)
+    example.add_image(np.asarray(problem.image.convert("RGB")), tokenizer, patch, canvas)
     if mode == "direct":
         trace = trace[-1:]
     actions = [s for s in trace if s.action is not None]
@@ -91,7 +95,7 @@ def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: 
         if not is_answer and mode == "vot":
             image = sketches[i] if sketches is not None else task.render(step.state)
             example.add_image(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image),
-                              tokenizer, patch)
+                              tokenizer, patch, canvas)
     return example
 
 

@@ -48,6 +48,7 @@ class PolicyTrainConfig:
     device: str = "auto"
     stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
     answer_weight: float = 1.0  # loss weight of the answer's tokens relative to the thoughts'
+    canvas_share: float = 0.0  # share of problems whose images are padded by 1-2 extra patches (larger grids)
     shape: dict | None = None  # overrides of the preset's `PolicyShape` fields (tests, ablations)
     batch_size: int | None = None  # default: the preset's
 
@@ -62,12 +63,13 @@ class Bucket:
     answer: np.ndarray
     lengths: np.ndarray
     images: list[np.ndarray]  # per example: (K_i, H, W, 3) uint8
+    canvas: int = 0  # pad the pixels (bottom/right, mid grey) to this side before encoding; 0: no extra padding
 
     def __len__(self) -> int:
         return len(self.lengths)
 
 
-def _bucket(examples: list[Example], tokenizer: WordTokenizer) -> Bucket:
+def _bucket(examples: list[Example], tokenizer: WordTokenizer, canvas: int = 0) -> Bucket:
     lengths = np.array([len(e.ids) for e in examples])
     ids = np.zeros((len(examples), lengths.max()), dtype=np.int64)
     segments = np.zeros_like(ids)
@@ -77,7 +79,7 @@ def _bucket(examples: list[Example], tokenizer: WordTokenizer) -> Bucket:
         ids[row, :lengths[row]], labels[row, :lengths[row]] = example.ids, example.labels
         segments[row, :lengths[row]] = tokenizer.segments(example.ids)
         answer[row, :lengths[row]] = example.answer
-    return Bucket(ids, segments, labels, answer, lengths, [np.stack(e.images) for e in examples])
+    return Bucket(ids, segments, labels, answer, lengths, [np.stack(e.images) for e in examples], canvas)
 
 
 def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
@@ -101,9 +103,14 @@ def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
 
 
 def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, problems_per_size: int,
-               log) -> dict[int, Bucket]:
+               log) -> dict[str, Bucket]:
+    """Buckets keyed ``"<size>"``, plus ``"<size>+<e>"`` for the ``canvas_share`` of problems whose
+    images are padded by ``e`` in {1, 2} extra patches a side. The padding shows the policy grids of
+    vision tokens larger than the in-distribution sizes give (a 9x9 room is a 5x5 grid of tokens where
+    7-8 are 4x4); without it the shipped minibehavior policy of session 2 broke on every larger room."""
     task = tasks.get(config.task)
     rng = np.random.default_rng([config.seed, 11])
+    canvas_rng = np.random.default_rng([config.seed, 12])
     sketcher = None
     if config.mode == "vot" and config.sketcher and config.sketcher_share > 0:
         from imagegen import load_sketcher
@@ -120,15 +127,20 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
                 imagined[i] = sketches
             log({"event": "sketcher_rollouts", "size": size, "problems": len(chosen),
                  "seconds": round(time.perf_counter() - began, 1)})
-        examples = [build_example(p, config.mode, tokenizer, patch, imagined.get(i)) for i, p in enumerate(problems)]
-        data[size] = _bucket(examples, tokenizer)
+        side = -(-problems[0].image.size[0] // patch) * patch  # the side the encoder pads to anyway
+        extra = [int(canvas_rng.integers(1, 3)) if canvas_rng.random() < config.canvas_share else 0 for _ in problems]
+        for e in sorted(set(extra)):
+            canvas = side + e * patch if e else 0
+            examples = [build_example(p, config.mode, tokenizer, patch, imagined.get(i), canvas)
+                        for i, p in enumerate(problems) if extra[i] == e]
+            data[f"{size}+{e}" if e else str(size)] = _bucket(examples, tokenizer, canvas)
     return data
 
 
-def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0):
-    sizes = sorted(data)
-    weights = np.array([len(data[s]) for s in sizes], dtype=float)
-    bucket = data[sizes[int(rng.choice(len(sizes), p=weights / weights.sum()))]]
+def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0):
+    keys = sorted(data)
+    weights = np.array([len(data[k]) for k in keys], dtype=float)
+    bucket = data[keys[int(rng.choice(len(keys), p=weights / weights.sum()))]]
     index = rng.integers(0, len(bucket), size=batch_size)
     width = int(bucket.lengths[index].max())
     ids = torch.from_numpy(bucket.ids[index, :width])
@@ -137,6 +149,8 @@ def _batch(data: dict[int, Bucket], rng: np.random.Generator, batch_size: int, a
     mask = (torch.arange(width)[None] < torch.from_numpy(bucket.lengths[index])[:, None]).long()
     images = np.concatenate([bucket.images[i] for i in index])  # (N, H, W, 3)
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (N, 3, H, W)
+    if bucket.canvas:  # mid grey (0) below and to the right, as the encoder pads: (N, 3, canvas, canvas)
+        pixels = torch.nn.functional.pad(pixels, (0, bucket.canvas - pixels.shape[-1], 0, bucket.canvas - pixels.shape[-2]))
     weights = torch.from_numpy(np.where(bucket.answer[index, :width], answer_weight, 1.0).astype(np.float32))
     return ids, segments, mask, labels, pixels, weights
 
