@@ -27,6 +27,24 @@ def test_a_shipped_bundle_runs_chains_with_its_own_sketches(name):
     assert reasoner.label.startswith("small-vot+")
 
 
+# Greedy accuracy of each shipped bundle, with its own sketcher, on the first 12 test problems of one
+# in-distribution size: the shipped weights are what the model cards report, not just loadable.
+SOLVES = {"frozenlake-mcq": (4, 12)}
+
+
+@pytest.mark.parametrize("name", sorted(SOLVES))
+def test_a_shipped_bundle_solves_test_problems(name):
+    import tasks
+
+    size, at_least = SOLVES[name]
+    spec = read_spec(resolve(name))
+    task = tasks.get(spec.task)
+    problems = generate_split(task, "test", size, 12)
+    results = vot.load(name).run(problems, n=1, greedy=True)
+    correct = sum(task.check(p, chains[0].answer).correct for p, chains in zip(problems, results) if chains[0].answer)
+    assert correct >= at_least, f"{name}: {correct}/12 correct at size {size}"
+
+
 def test_vot_bench_maze_defaults_to_the_shipped_bundle(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["bench", "maze", "--size", "3", "--count", "2", "--n", "1", "--strategy", "greedy",
