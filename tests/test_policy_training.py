@@ -155,3 +155,23 @@ def test_canvas_padding_gives_larger_token_grids_that_match_their_slots(tmp_path
         assert pixels.shape[-1] == (data[key].canvas or 24)  # unpadded 24-px images: the encoder pads to 32
         assert int((ids == -1).sum()) == pixels.shape[0] * (-(-pixels.shape[-1] // 16)) ** 2  # slots == vision tokens
         assert torch.isfinite(model(ids, segments, mask, labels, pixels, weights))
+
+
+def test_warm_start_copies_matching_tensors_and_shared_token_rows(trained):
+    from vot.lm.model import PolicyShape, PolicySpec
+    from vot.lm.sequences import corpus
+    from vot.lm.tokenizer import WordTokenizer
+    from vot.lm.train import warm_start
+
+    source = PolicyModel.from_pretrained(trained)  # a maze policy
+    tokenizer = WordTokenizer.train(corpus(generate_split("frozenlake-mcq-v0", "train", 4, 4)))
+    model = PolicyModel(PolicySpec("frozenlake-mcq-v0", "vot", PolicyShape(**TINY)), tokenizer)
+    report = warm_start(model, trained)
+    assert report["skipped"] == [] and report["tensors"] > 10
+    name = "decoder.model.layers.0.self_attn.q_proj.weight"
+    assert torch.equal(model.state_dict()[name], source.state_dict()[name])
+    embed = "decoder.model.embed_tokens.weight"
+    for word in ("Go", "left", "The", "<eot>"):  # words both tasks' tokenizers know, at different ids
+        new_id, old_id = tokenizer.tokenizer.token_to_id(word), source.tokenizer.tokenizer.token_to_id(word)
+        assert torch.equal(model.state_dict()[embed][new_id], source.state_dict()[embed][old_id])
+    assert report["embedding_rows"] < report["vocabulary"]  # frozenlake words the maze vocabulary lacks stay fresh

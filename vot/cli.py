@@ -104,7 +104,8 @@ def _train_policy(args) -> int:
     config = PolicyTrainConfig(task=task.id, mode=mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
                                resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
                                answer_weight=args.answer_weight, eval_every=args.eval_every,
-                               stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share)
+                               stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
+                               init_from=args.init_from)
     path = train_policy(config)
     print(f"saved the policy to {path}")
     return 0
@@ -221,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--canvas-share", type=float, default=0.0,
                    help="policy only: share of training problems whose images are padded by 1-2 extra patches, so the "
                         "policy also sees the larger grids of vision tokens that out-of-distribution sizes give")
+    p.add_argument("--init-from", default=None,
+                   help="policy only: start from a trained policy directory (tensors of the same shape, shared tokens)")
     p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
     p.add_argument("--stop-at-accuracy", type=float, default=None,
                    help="policy only: finish early once greedy validation accuracy reaches this (e.g. 1.0)")

@@ -51,6 +51,7 @@ class PolicyTrainConfig:
     canvas_share: float = 0.0  # share of problems whose images are padded by 1-2 extra patches (larger grids)
     shape: dict | None = None  # overrides of the preset's `PolicyShape` fields (tests, ablations)
     batch_size: int | None = None  # default: the preset's
+    init_from: str | None = None  # a trained policy directory to start from (warm start; see `warm_start`)
 
 
 @dataclass
@@ -218,6 +219,8 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
         torch.manual_seed(config.seed)
         model = PolicyModel(spec, tokenizer)
+    if config.init_from and not config.resume:
+        log({"event": "init_from", "path": config.init_from} | warm_start(model, config.init_from))
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.01)
     schedule = get_cosine_schedule_with_warmup(optimizer, min(preset.warmup, max(1, steps // 10)), steps)
     model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
@@ -277,6 +280,33 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
          "parameters": {"decoder": sum(p.numel() for p in raw.decoder.parameters()),
                         "encoder": sum(p.numel() for p in raw.encoder.parameters())}}, indent=2))
     return out
+
+
+def warm_start(model: PolicyModel, source: str | Path) -> dict:
+    """Copy a trained policy's weights into ``model`` (e.g. another task's policy of the same shape):
+    every tensor of the same name and shape, and the token-embedding rows of every token both
+    vocabularies share (matched by text, so tokenizers trained on different tasks line up).
+    Returns counts of what was copied and the names of tensors that did not fit."""
+    trained = PolicyModel.from_pretrained(source)
+    target = model.state_dict()
+    embed = "decoder.model.embed_tokens.weight"
+    copied, skipped = 0, []
+    with torch.no_grad():
+        for name, tensor in trained.state_dict().items():
+            if name == embed or name == "decoder.lm_head.weight":
+                continue
+            if name in target and target[name].shape == tensor.shape:
+                target[name].copy_(tensor)
+                copied += 1
+            else:
+                skipped.append(name)
+        old_vocab = trained.tokenizer.tokenizer.get_vocab()
+        rows = [(new_id, old_vocab[token]) for token, new_id in model.tokenizer.tokenizer.get_vocab().items()
+                if token in old_vocab]
+        if rows:
+            new_ids, old_ids = (torch.tensor(ids) for ids in zip(*rows))
+            target[embed][new_ids] = trained.state_dict()[embed][old_ids]
+    return {"tensors": copied, "embedding_rows": len(rows), "vocabulary": len(model.tokenizer), "skipped": skipped}
 
 
 def export_checkpoint(out: str | Path) -> Path:
