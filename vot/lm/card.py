@@ -57,7 +57,11 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
 
 def _extra_flags(config: dict) -> str:
     """The non-default training flags of a run, as they are written on the command line."""
-    defaults = {"eval_every": 500, "stop_at_accuracy": None, "answer_weight": 1.0, "sketcher_share": 0.2,
-                "canvas_share": 0.0, "init_from": None}
+    from dataclasses import fields
+
+    from vot.lm.train import PolicyTrainConfig
+
+    flags = ("eval_every", "stop_at_accuracy", "answer_weight", "sketcher_share", "canvas_share", "init_from")
+    defaults = {f.name: f.default for f in fields(PolicyTrainConfig) if f.name in flags}
     return "".join(f" --{key.replace('_', '-')} {config[key]}" for key, default in defaults.items()
                    if key in config and config[key] != default)

@@ -39,7 +39,7 @@ class PolicyTrainConfig:
     seed: int = 0
     problems_per_size: int | None = None  # default: the preset's
     sketcher: str | None = "default"  # sketcher for vot-mode rollouts ("default", a path, or None for gold only)
-    sketcher_share: float = 0.25
+    sketcher_share: float = 0.2  # the CLI's default too
     eval_every: int = 500
     eval_count: int = 16  # validation problems per size
     stop_at_accuracy: float | None = None  # end training early once greedy val accuracy reaches this
