@@ -175,3 +175,30 @@ def test_warm_start_copies_matching_tensors_and_shared_token_rows(trained):
         new_id, old_id = tokenizer.tokenizer.token_to_id(word), source.tokenizer.tokenizer.token_to_id(word)
         assert torch.equal(model.state_dict()[embed][new_id], source.state_dict()[embed][old_id])
     assert report["embedding_rows"] < report["vocabulary"]  # frozenlake words the maze vocabulary lacks stay fresh
+
+
+def test_index_shift_renumbers_index_tokens_and_segments_together():
+    from vot.lm.sequences import build_example, corpus
+    from vot.lm.tokenizer import MAX_INDEX, WordTokenizer
+    from vot.lm.train import shift_indices
+
+    problems = generate_split("maze-mcq-v0", "train", 4, 6)
+    tokenizer = WordTokenizer.train(corpus(problems))
+    examples = [build_example(p, "vot", tokenizer, 16) for p in problems]
+    width = max(len(e.ids) for e in examples)
+    ids = np.zeros((len(examples), width), dtype=np.int64)
+    for row, example in enumerate(examples):
+        ids[row, :len(example.ids)] = example.ids
+    segments = np.array([tokenizer.segments(row) for row in ids])
+    shifted, shifted_segments = shift_indices(ids, segments, np.random.default_rng(0), 1.0, tokenizer.indices)
+    assert (shifted_segments != segments).any(axis=1).all()  # share 1.0: every row moves
+    for row in range(len(ids)):
+        offset = int(shifted_segments[row].max() - segments[row].max())
+        assert 1 <= offset and shifted_segments[row].max() <= MAX_INDEX
+        assert (shifted_segments[row] == np.where(segments[row] > 0, segments[row] + offset, 0)).all()
+        # the segments the tokenizer derives from the renumbered ids are the shifted ones
+        assert tokenizer.segments(shifted[row]) == shifted_segments[row].tolist()
+        moved = shifted[row] != ids[row]
+        assert set(ids[row][moved]) <= set(tokenizer.indices) and (ids[row][~moved] >= -1).all()
+    unchanged, _ = shift_indices(ids, segments, np.random.default_rng(0), 0.0, tokenizer.indices)
+    assert (unchanged == ids).all()

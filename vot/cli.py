@@ -105,7 +105,8 @@ def _train_policy(args) -> int:
                                resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
                                answer_weight=args.answer_weight, eval_every=args.eval_every,
                                stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
-                               init_from=args.init_from)
+                               init_from=args.init_from, index_shift_share=args.index_shift_share,
+                               eval_count=args.eval_count)
     path = train_policy(config)
     print(f"saved the policy to {path}")
     return 0
@@ -224,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "policy also sees the larger grids of vision tokens that out-of-distribution sizes give")
     p.add_argument("--init-from", default=None,
                    help="policy only: start from a trained policy directory (tensors of the same shape, shared tokens)")
+    p.add_argument("--index-shift-share", type=float, default=0.0,
+                   help="policy only: share of training examples whose index tokens <k> are renumbered <k+o> (random o), "
+                        "so the high indices of long chains are trained as often as the low ones")
     p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
+    p.add_argument("--eval-count", type=int, default=16, help="policy only: validation problems per size")
     p.add_argument("--stop-at-accuracy", type=float, default=None,
                    help="policy only: finish early once greedy validation accuracy reaches this (e.g. 1.0)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])

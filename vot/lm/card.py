@@ -61,7 +61,8 @@ def _extra_flags(config: dict) -> str:
 
     from vot.lm.train import PolicyTrainConfig
 
-    flags = ("eval_every", "stop_at_accuracy", "answer_weight", "sketcher_share", "canvas_share", "init_from")
+    flags = ("eval_every", "eval_count", "stop_at_accuracy", "answer_weight", "sketcher_share", "canvas_share",
+             "index_shift_share", "init_from")
     defaults = {f.name: f.default for f in fields(PolicyTrainConfig) if f.name in flags}
     return "".join(f" --{key.replace('_', '-')} {config[key]}" for key, default in defaults.items()
                    if key in config and config[key] != default)

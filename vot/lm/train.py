@@ -52,6 +52,7 @@ class PolicyTrainConfig:
     shape: dict | None = None  # overrides of the preset's `PolicyShape` fields (tests, ablations)
     batch_size: int | None = None  # default: the preset's
     init_from: str | None = None  # a trained policy directory to start from (warm start; see `warm_start`)
+    index_shift_share: float = 0.0  # share of examples whose index tokens <k> are renumbered <k+o> (`shift_indices`)
 
 
 @dataclass
@@ -138,14 +139,41 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
     return data
 
 
-def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0):
+def shift_indices(ids: np.ndarray, segments: np.ndarray, rng: np.random.Generator, share: float,
+                  index_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber a ``share`` of rows' index tokens ``<k>`` as ``<k+o>`` (segments ``k`` as ``k+o``), with
+    ``o`` uniform over the offsets that keep every index within ``<MAX_INDEX>``. ids, segments (B, L).
+
+    An example of n actions only ever shows ``<1>`` ... ``<n+1>``, so the embeddings of the high
+    indices that long chains need are trained rarely (maze sizes 3-6: the 90th-percentile chain is 20
+    actions, the longest 29) or never (out-of-distribution 7-8 reach 47); the policy then copies the
+    wrong stated action into late thoughts. Matching ``<k+o>`` to ``<k+o>`` is the same task, and the
+    runtime still numbers from ``<1>``."""
+    ids, segments = ids.copy(), segments.copy()
+    lookup = np.zeros(max(int(ids.max()), max(index_ids)) + 1, dtype=np.int64)  # token id -> k (0: not an index)
+    lookup[index_ids] = np.arange(1, len(index_ids) + 1)
+    for row in range(len(ids)):
+        room = len(index_ids) - int(segments[row].max())
+        if room <= 0 or rng.random() >= share:
+            continue
+        offset = int(rng.integers(1, room + 1))
+        k = np.where(ids[row] >= 0, lookup[np.maximum(ids[row], 0)], 0)  # (L,) image slots are negative
+        ids[row] = np.where(k > 0, np.asarray(index_ids)[k + offset - 1], ids[row])
+        segments[row] = np.where(segments[row] > 0, segments[row] + offset, 0)
+    return ids, segments
+
+
+def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0,
+           index_shift: tuple[float, list[int]] | None = None):
     keys = sorted(data)
     weights = np.array([len(data[k]) for k in keys], dtype=float)
     bucket = data[keys[int(rng.choice(len(keys), p=weights / weights.sum()))]]
     index = rng.integers(0, len(bucket), size=batch_size)
     width = int(bucket.lengths[index].max())
-    ids = torch.from_numpy(bucket.ids[index, :width])
-    segments = torch.from_numpy(bucket.segments[index, :width])
+    ids, segments = bucket.ids[index, :width], bucket.segments[index, :width]  # (B, L)
+    if index_shift is not None and index_shift[0] > 0:
+        ids, segments = shift_indices(ids, segments, rng, *index_shift)
+    ids, segments = torch.from_numpy(ids), torch.from_numpy(segments)
     labels = torch.from_numpy(bucket.labels[index, :width])
     mask = (torch.arange(width)[None] < torch.from_numpy(bucket.lengths[index])[:, None]).long()
     images = np.concatenate([bucket.images[i] for i in index])  # (N, H, W, 3)
@@ -242,7 +270,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     model.train()
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
-        batch = _batch(data, rng, batch_size, config.answer_weight)
+        batch = _batch(data, rng, batch_size, config.answer_weight, (config.index_shift_share, tokenizer.indices))
         ids, segments, mask, labels, pixels, weights = (t.to(accelerator.device) for t in batch)
         with accelerator.autocast():
             loss = model(ids, segments, mask, labels, pixels, weights)
