@@ -14,6 +14,10 @@ to count sentences in the prompt and thoughts in its chain to know which action 
 two CPU cores it did not learn that in 500 steps (maze val accuracy at chance); with them the k-th
 step is an exact token match.
 
+Training renumbers a share of the examples (``--index-shift-share``, `vot.lm.train.shift_indices`):
+``<k>`` becomes ``<k+o>`` throughout one sequence, so every index embedding up to ``<64>`` is trained,
+not only the low ones short chains use; the runtime always numbers from ``<1>``.
+
 Loss falls on the thoughts, ``<eot>`` and ``<eos>`` only: the policy writes those; the index
 tokens and sketches are given. The same layout is produced token by token at inference
 (`vot.lm.policy`).
