@@ -34,6 +34,21 @@ def _pooled(summary: dict, group: str, sizes: list[int]) -> dict:
     return rate(correct).to_json()
 
 
+def _greedy_on_pool_problems(greedy_dir: Path, pool_dir: Path) -> dict:
+    """Greedy accuracy on exactly the problems the pool was sampled on (the first ``--pool-count`` of
+    each size), so best-of-N is compared with N=1 on the same problems, not on the larger greedy set."""
+    def outcomes(run: Path, strategy: str) -> dict[str, bool]:
+        records = (json.loads(line) for line in (run / "results.jsonl").read_text().splitlines() if line.strip())
+        return {r["problem_id"]: r["correct"] for r in records if r["strategy"] == strategy}
+
+    greedy = outcomes(greedy_dir, "greedy")
+    pool = outcomes(pool_dir, "pool")
+    missing = sorted(set(pool) - set(greedy))
+    if missing:
+        raise ValueError(f"{greedy_dir} has no greedy result for pool problems {missing[:3]}: is --count < --pool-count?")
+    return rate([greedy[problem] for problem in sorted(pool)]).to_json()
+
+
 def _cell(value: dict) -> str:
     return f"{100 * value['value']:.1f} [{100 * value['low']:.1f}, {100 * value['high']:.1f}]"
 
@@ -46,17 +61,19 @@ def run_rows(task: tasks.Task, policies: dict[str, str], args) -> list[dict]:
         for sketcher in sketchers:
             label = name if sketcher != "oracle" else f"{name} + oracle sketches"
             started = time.perf_counter()
+            greedy_dir, pool_dir = runs / f"{task.id}-{name}-{sketcher}-greedy", runs / f"{task.id}-{name}-{sketcher}-pool"
             greedy = run_bench(BenchConfig(
                 task=task.id, policy=path, sketcher=sketcher, strategies=["greedy"], n=[1], verifier=args.verifier,
                 sizes=list(task.in_distribution + task.out_of_distribution), count=args.count, seed=args.seed,
-                out=str(runs / f"{task.id}-{name}-{sketcher}-greedy"), resume=True), progress=False)
+                out=str(greedy_dir), resume=True), progress=False)
             pooled = run_bench(BenchConfig(
                 task=task.id, policy=path, sketcher=sketcher, strategies=["best_of_n", "self_consistency"],
                 n=args.n, verifier=args.verifier, sizes=list(task.in_distribution), count=args.pool_count,
-                seed=args.seed, out=str(runs / f"{task.id}-{name}-{sketcher}-pool"), resume=True), progress=False)
+                seed=args.seed, out=str(pool_dir), resume=True), progress=False)
             row = {"policy": label, "path": path, "sketcher": sketcher,
                    "greedy_in_distribution": _pooled(greedy, "greedy@1", list(task.in_distribution)),
                    "greedy_out_of_distribution": _pooled(greedy, "greedy@1", list(task.out_of_distribution)),
+                   "greedy_on_pool_problems": _greedy_on_pool_problems(greedy_dir, pool_dir),
                    "greedy_by_size": greedy["metrics"]["greedy@1"]["by_size"],
                    "mean_sketches": greedy["metrics"]["greedy@1"]["mean_compute"]["sketches"],
                    "seconds": round(time.perf_counter() - started, 1)}
@@ -72,12 +89,13 @@ def run_rows(task: tasks.Task, policies: dict[str, str], args) -> list[dict]:
 def markdown(task: tasks.Task, rows: list[dict], args) -> str:
     ns = args.n
     head = (f"| {task.id} | N=1 sizes {min(task.in_distribution)}-{max(task.in_distribution)} | N=1 OOD "
-            f"{min(task.out_of_distribution)}-{max(task.out_of_distribution)} | "
+            f"{min(task.out_of_distribution)}-{max(task.out_of_distribution)} | N=1 on the pool's problems | "
             + " | ".join(f"best-of-{n} ({args.verifier})" for n in ns) + " | "
             + " | ".join(f"maj@{n}" for n in ns) + f" | oracle pass@{max(ns)} |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
-        cells = [row["policy"], _cell(row["greedy_in_distribution"]), _cell(row["greedy_out_of_distribution"])]
+        cells = [row["policy"], _cell(row["greedy_in_distribution"]), _cell(row["greedy_out_of_distribution"]),
+                 _cell(row["greedy_on_pool_problems"])]
         cells += [_cell(row[f"best_of_{n}"]) for n in ns] + [_cell(row[f"maj_{n}"]) for n in ns]
         cells.append(_cell(row["pass_at_max"]))
         lines.append("| " + " | ".join(cells) + " |")
