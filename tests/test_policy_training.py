@@ -61,6 +61,14 @@ def test_early_stop_once_validation_reaches_the_target(tmp_path):
     assert all(r["step"] <= 1 for r in records if "loss" in r)  # no optimizer step after the stop
     card = write_card(make_bundle(out, tmp_path / "bundle")).read_text()
     assert "stopped early** at step 2 of 6" in card and "--stop-at-accuracy 0.0" in card
+    assert "--index-shift-share" not in card  # the default
+
+
+def test_card_commands_of_runs_from_before_a_flag_state_what_they_ran_with():
+    from vot.lm.card import _extra_flags
+
+    assert _extra_flags({"eval_every": 250}) == " --eval-every 250 --index-shift-share 0.0"  # no key: trained unshifted
+    assert _extra_flags({"eval_every": 250, "index_shift_share": 0.5}) == " --eval-every 250"
 
 
 def test_refuses_to_overwrite_a_run(trained):

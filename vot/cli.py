@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "policy also sees the larger grids of vision tokens that out-of-distribution sizes give")
     p.add_argument("--init-from", default=None,
                    help="policy only: start from a trained policy directory (tensors of the same shape, shared tokens)")
-    p.add_argument("--index-shift-share", type=float, default=0.0,
+    p.add_argument("--index-shift-share", type=float, default=0.5,
                    help="policy only: share of training examples whose index tokens <k> are renumbered <k+o> (random o), "
                         "so the high indices of long chains are trained as often as the low ones")
     p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")

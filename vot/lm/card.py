@@ -64,5 +64,9 @@ def _extra_flags(config: dict) -> str:
     flags = ("eval_every", "eval_count", "stop_at_accuracy", "answer_weight", "sketcher_share", "canvas_share",
              "index_shift_share", "init_from")
     defaults = {f.name: f.default for f in fields(PolicyTrainConfig) if f.name in flags}
-    return "".join(f" --{key.replace('_', '-')} {config[key]}" for key, default in defaults.items()
-                   if key in config and config[key] != default)
+    used = {key: config.get(key, BEFORE_THE_FLAG.get(key, default)) for key, default in defaults.items()}
+    return "".join(f" --{key.replace('_', '-')} {used[key]}" for key, default in defaults.items() if used[key] != default)
+
+
+# What runs recorded before a flag existed used: a train_config.json without the key ran with this.
+BEFORE_THE_FLAG = {"index_shift_share": 0.0}

@@ -52,7 +52,7 @@ class PolicyTrainConfig:
     shape: dict | None = None  # overrides of the preset's `PolicyShape` fields (tests, ablations)
     batch_size: int | None = None  # default: the preset's
     init_from: str | None = None  # a trained policy directory to start from (warm start; see `warm_start`)
-    index_shift_share: float = 0.0  # share of examples whose index tokens <k> are renumbered <k+o> (`shift_indices`)
+    index_shift_share: float = 0.5  # share of examples whose index tokens <k> are renumbered <k+o> (`shift_indices`)
 
 
 @dataclass
