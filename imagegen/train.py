@@ -38,6 +38,7 @@ class SketcherTrainConfig:
     device: str = "auto"
     stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
     save_dtype: str = "float16"  # shipped weights; loaders upcast to float32 on CPU
+    init_from: str | None = None  # a trained sketcher (directory or shipped name) to fine-tune; see `init_weights`
 
 
 def build_pipeline(environment: str, preset_name: str, seed: int = 0):
@@ -71,6 +72,23 @@ def _assemble(environment, preset, DDIMScheduler, UNet2DModel, SketchPipeline, b
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="sample",
                               timestep_spacing="trailing", clip_sample=True)
     return SketchPipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, default_steps=4)
+
+
+def init_weights(pipe, source: str) -> None:
+    """Load the UNet and text encoder of the trained sketcher ``source`` into ``pipe`` (fine-tuning).
+    Both must be the same environment and preset: every tensor and the thought vocabulary must match."""
+    from imagegen import load_sketcher
+
+    trained = load_sketcher(source)
+    if trained.tokenizer.get_vocab() != pipe.tokenizer.get_vocab():
+        raise ValueError(f"--init-from {source}: its thought vocabulary differs from this environment's")
+    for name in ("unet", "text_encoder"):
+        mine, theirs = getattr(pipe, name).state_dict(), getattr(trained, name).state_dict()
+        wrong = sorted(k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape)
+        if wrong or set(theirs) - set(mine):
+            raise ValueError(f"--init-from {source}: its {name} is not this preset's (first mismatch: "
+                             f"{(wrong or sorted(set(theirs) - set(mine)))[0]})")
+        getattr(pipe, name).load_state_dict({k: v.float() for k, v in theirs.items()})
 
 
 def save_weights(pipe, out: str | Path, dtype: str = "float16") -> None:
@@ -113,6 +131,8 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
     pipe = build_pipeline(environment, config.preset, config.seed)
+    if config.init_from and not config.resume:
+        init_weights(pipe, config.init_from)
     unet, text_encoder = pipe.unet, pipe.text_encoder
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=preset.learning_rate, weight_decay=1e-4)

@@ -83,7 +83,7 @@ def _cmd_train(args) -> int:
     from imagegen.train import SketcherTrainConfig, train_sketcher
 
     config = SketcherTrainConfig(task=args.task, preset=args.preset, steps=args.steps, out=args.out or f"checkpoints/sketcher-{args.task}-{args.preset}",
-                                 seed=args.seed, resume=args.resume, device=args.device)
+                                 seed=args.seed, resume=args.resume, device=args.device, init_from=args.init_from)
     path = train_sketcher(config)
     print(f"saved the sketcher to {path}")
     return 0
@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="policy only: share of training problems whose images are padded by 1-2 extra patches, so the "
                         "policy also sees the larger grids of vision tokens that out-of-distribution sizes give")
     p.add_argument("--init-from", default=None,
-                   help="policy only: start from a trained policy directory (tensors of the same shape, shared tokens)")
+                   help="start from a trained model: a policy directory (tensors of the same shape, shared tokens) or, "
+                        "for a sketcher, a sketcher directory or shipped name of the same environment and preset (fine-tuning)")
     p.add_argument("--index-shift-share", type=float, default=0.5,
                    help="policy only: share of training examples whose index tokens <k> are renumbered <k+o> (random o), "
                         "so the high indices of long chains are trained as often as the low ones")
