@@ -17,7 +17,7 @@ from tasks.metrics import rate, sketch_fidelity
 from tasks.parsing import action_sentence
 from tasks.splits import generate_split
 
-from imagegen.data import ENVIRONMENTS, environment_of
+from imagegen.data import ENVIRONMENTS
 
 
 @dataclass
@@ -33,11 +33,15 @@ class FidelityRow:
     sketches_per_second: float
 
 
-def rollout_fidelity(sketcher, environment: str, size: int, count: int, steps: int, seed: int = 0) -> FidelityRow:
-    """Roll ``sketcher`` over ``count`` test problems of ``size`` (all rollouts batched together)."""
-    task = tasks.get(ENVIRONMENTS[environment][1])  # the navigation task: its answer is the gold plan
+def rollout_fidelity(sketcher, task_or_environment: str, size: int, count: int, steps: int, seed: int = 0) -> FidelityRow:
+    """Roll ``sketcher`` over ``count`` test problems of ``size`` (all rollouts batched together).
+    An environment name (``maze``) rolls over its navigation task's gold plans; a task id rolls over
+    that task's problems: an MCQ task's stated action sequences (backtracking, overlays on the marked
+    candidate cells), which is what the sketcher draws inside an MCQ reasoning chain."""
+    name = task_or_environment
+    task = tasks.get(ENVIRONMENTS[name][1] if name in ENVIRONMENTS else name)
     problems = generate_split(task, "test", size, count, seed)
-    plans = [task.parse_answer(p.answer) for p in problems]
+    plans = [list(p.actions) if p.actions else task.parse_answer(p.answer) for p in problems]
     truths = [task.rollout(task.initial_state(p), plan) for p, plan in zip(problems, plans)]
     images = [p.image for p in problems]
     sketches: list[list] = [[] for _ in problems]
@@ -65,8 +69,9 @@ def rollout_fidelity(sketcher, environment: str, size: int, count: int, steps: i
 
 
 def fidelity_table(sketcher, task_or_environment: str, sizes, step_counts, count: int, seed: int = 0) -> list[FidelityRow]:
-    environment = environment_of(task_or_environment)
-    return [rollout_fidelity(sketcher, environment, size, count, steps, seed) for size in sizes for steps in step_counts]
+    name = task_or_environment
+    name = name if name in ENVIRONMENTS else tasks.get(name).id  # "maze": navigation plans; "maze-mcq": MCQ chains
+    return [rollout_fidelity(sketcher, name, size, count, steps, seed) for size in sizes for steps in step_counts]
 
 
 def format_fidelity(rows: list[FidelityRow]) -> str:

@@ -76,7 +76,7 @@ def _assemble(environment, preset, DDIMScheduler, UNet2DModel, SketchPipeline, b
 
 def init_weights(pipe, source: str) -> None:
     """Load the UNet and text encoder of the trained sketcher ``source`` into ``pipe`` (fine-tuning).
-    Both must be the same environment and preset: every tensor and the thought vocabulary must match."""
+    Both must be the same preset with the same thought vocabulary (in practice: the same environment)."""
     from imagegen import load_sketcher
 
     trained = load_sketcher(source)

@@ -108,6 +108,33 @@ def test_rollout_fidelity_of_the_oracle_is_perfect():
     assert row.redundancy == 0.0 and row.v_steps == row.mean_length
 
 
+def test_rollout_fidelity_on_an_mcq_task_rolls_over_its_stated_actions():
+    from tasks.splits import generate_split
+
+    mcq = tasks.get("maze-mcq-v0")
+    row = rollout_fidelity(OracleSketcher(mcq), "maze-mcq", 4, 6, steps=1)
+    stated = [len(p.actions) for p in generate_split(mcq, "test", 4, 6)]
+    assert row.mean_length == sum(stated) / 6 and row.rollout_accuracy["value"] == 1.0
+
+
+def test_fine_tuning_starts_from_the_given_sketcher(tmp_path):
+    from imagegen.train import build_pipeline, init_weights
+
+    common = dict(task="maze", steps=2, problems_per_size=3, change_weight=5.0)
+    first = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "first"), **common), progress=False)
+    fresh = build_pipeline("maze", "tiny", seed=3)
+    init_weights(fresh, str(first))
+    trained = SketchPipeline.from_pretrained(first)
+    for name, tensor in trained.unet.state_dict().items():
+        assert torch.equal(fresh.unet.state_dict()[name], tensor.float()), name
+    with pytest.raises(ValueError, match="vocabulary differs"):
+        init_weights(build_pipeline("minibehavior", "tiny"), str(first))  # it also picks up and drops
+    with pytest.raises(ValueError, match="not this preset's"):
+        init_weights(build_pipeline("maze", "base"), str(first))
+    tuned = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "tuned"), init_from=str(first), **common), progress=False)
+    assert json.loads((tuned / "train_config.json").read_text())["init_from"] == str(first)
+
+
 def test_load_sketcher_errors_name_the_choices(tmp_path):
     with pytest.raises(ValueError, match="neither a sketcher directory"):
         load_sketcher("sokoban")
