@@ -145,7 +145,14 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     if latest is not None:
         accelerator.load_state(latest)
         start = step_of(latest)
-    (out / "train_config.json").write_text(json.dumps(asdict(config) | {"environment": environment, "steps": steps}, indent=2))
+    parent = {}
+    if config.init_from:  # what the starting weights were trained with, for the model card
+        from imagegen import load_sketcher
+
+        parent_config = Path(load_sketcher(config.init_from).name_or_path, "train_config.json")
+        parent = {"parent": json.loads(parent_config.read_text())} if parent_config.is_file() else {}
+    (out / "train_config.json").write_text(json.dumps(
+        asdict(config) | {"environment": environment, "steps": steps} | parent, indent=2))
     began = time.perf_counter()
     data = build_transitions(environment, training_sizes(environment), config.problems_per_size, config.seed)
     noise_scheduler = pipe.scheduler

@@ -138,3 +138,16 @@ def test_fine_tuning_starts_from_the_given_sketcher(tmp_path):
 def test_load_sketcher_errors_name_the_choices(tmp_path):
     with pytest.raises(ValueError, match="neither a sketcher directory"):
         load_sketcher("sokoban")
+
+
+def test_vot_eval_sketcher_card_has_a_table_per_task(tmp_path, capsys):
+    from vot.cli import main
+
+    out = train_sketcher(SketcherTrainConfig(task="maze", steps=2, problems_per_size=3, out=str(tmp_path / "s")),
+                         progress=False)
+    assert main(["eval", "sketcher", str(out), "--task", "maze,maze-mcq", "--size", "3", "--steps", "1",
+                 "--count", "2", "--card", "--out", str(tmp_path / "f.json")]) == 0
+    card = (out / "README.md").read_text()
+    assert "### maze-nav-v0: the navigation problems' gold plans" in card
+    assert "### maze-mcq: the action sequences the MCQ problems state" in card
+    assert set(json.loads((tmp_path / "f.json").read_text())) == {"maze", "maze-mcq"}

@@ -139,14 +139,17 @@ def _cmd_eval(args) -> int:
 
     sketcher = load_sketcher(args.sketcher)
     trained_on = Path(sketcher.name_or_path, "train_config.json")
-    task = args.task or (json.loads(trained_on.read_text())["environment"] if trained_on.is_file() else args.sketcher)
-    rows = fidelity_table(sketcher, task, args.size, args.steps, args.count, args.seed)
-    print(format_fidelity(rows))
+    names = args.task.split(",") if args.task else [
+        json.loads(trained_on.read_text())["environment"] if trained_on.is_file() else args.sketcher]
+    tables = {}
+    for name in names:
+        tables[name] = fidelity_table(sketcher, name, args.size, args.steps, args.count, args.seed)
+        print(f"{name}:\n{format_fidelity(tables[name])}")
     if args.out:
         from dataclasses import asdict
 
         with open(args.out, "w") as handle:
-            json.dump([asdict(r) for r in rows], handle, indent=2)
+            json.dump({name: [asdict(r) for r in rows] for name, rows in tables.items()}, handle, indent=2)
         print(f"wrote {args.out}")
     if args.card:
         import datetime
@@ -155,7 +158,7 @@ def _cmd_eval(args) -> int:
         from imagegen.card import write_model_card
 
         command = "vot " + " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--card")
-        path = write_model_card(sketcher.name_or_path, rows, command, datetime.date.today().isoformat())
+        path = write_model_card(sketcher.name_or_path, tables, command, datetime.date.today().isoformat())
         print(f"wrote {path}")
     return 0
 
@@ -252,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help="measure a model: vot eval sketcher maze (sketch fidelity by rollouts)")
     p.add_argument("what", choices=["sketcher"])
     p.add_argument("sketcher", help="a shipped default (maze, frozenlake, minibehavior) or a SketchPipeline directory")
-    p.add_argument("--task", default=None, help="task or environment (default: the sketcher's)")
+    p.add_argument("--task", default=None,
+                   help="comma-separated environments (maze: its navigation plans) or MCQ tasks (maze-mcq: the stated "
+                        "action sequences a reasoning chain sketches); default: the sketcher's environment")
     p.add_argument("--size", type=_sizes, default=[3, 4, 5, 6, 7, 8])
     p.add_argument("--steps", type=_sizes, default=[1, 2, 4, 10, 20], help="denoising steps to compare")
     p.add_argument("--count", type=int, default=50, help="rollouts per size")
