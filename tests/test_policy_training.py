@@ -210,3 +210,12 @@ def test_index_shift_renumbers_index_tokens_and_segments_together():
         assert set(ids[row][moved]) <= set(tokenizer.indices) and (ids[row][~moved] >= -1).all()
     unchanged, _ = shift_indices(ids, segments, np.random.default_rng(0), 0.0, tokenizer.indices)
     assert (unchanged == ids).all()
+
+
+def test_a_warm_started_run_records_and_cards_its_lineage(tmp_path, trained):
+    out = tmp_path / "warm"
+    train_policy(_config(out, mode="vot", steps=2, sketcher=None, init_from=str(trained)), progress=False)
+    config = json.loads((out / "train_config.json").read_text())
+    assert config["parent"]["out"] == str(trained) and config["parent"]["steps"] == 6
+    card = write_card(make_bundle(out, tmp_path / "bundle")).read_text()
+    assert f"its `--init-from` {trained} was trained with `vot train policy --task maze-mcq-v0" in card

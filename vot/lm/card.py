@@ -27,9 +27,9 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
         f"train-split problems) with the `{spec['sketcher']}` sketcher. {size_mb:.1f} MB on disk (policy weights fp16).", "",
         "```python", "import vot", f"reasoner = vot.load({bundle.name!r})", "```", "",
         "## Training", "",
-        f"- command: `vot train policy --task {config.get('task')} --mode {config.get('mode')} --preset {config.get('preset')}"
-        f" --steps {config.get('steps')}{_extra_flags(config)}`"
-        f" then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
+        f"- command: `{_command(config)}` then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
+        *[f"  - its `--init-from` {ancestor.get('out')} was trained with `{_command(ancestor)}`"
+          for ancestor in _ancestors(config)],
         f"- shape: {config.get('shape')}; batch {config.get('batch_size')}; {config.get('steps')} steps; "
         f"{config.get('problems_per_size')} train problems per size; sketcher share {config.get('sketcher_share')}",
         f"- parameters: {summary.get('parameters')}; wall time {summary.get('wall_seconds', 0) / 60:.1f} min on "
@@ -53,6 +53,20 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
     lines += ["", "Training log: `policy/training_log.jsonl`. Numbers come from the files beside this card.", ""]
     (bundle / "README.md").write_text("\n".join(lines))
     return bundle / "README.md"
+
+
+def _command(config: dict) -> str:
+    return (f"vot train policy --task {config.get('task')} --mode {config.get('mode')} --preset {config.get('preset')}"
+            f" --steps {config.get('steps')}{_extra_flags(config)} --out {config.get('out')}")
+
+
+def _ancestors(config: dict) -> list[dict]:
+    """The training configs of the runs a warm-started run descends from (``parent``, recorded by training)."""
+    chain = []
+    while config.get("parent"):
+        config = config["parent"]
+        chain.append(config)
+    return chain
 
 
 def _extra_flags(config: dict) -> str:

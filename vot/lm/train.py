@@ -257,8 +257,10 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     if latest is not None:
         accelerator.load_state(latest)
         start = step_of(latest)
+    parent = Path(config.init_from or "", "train_config.json")  # the warm start's own recipe, for the model card
     (out / "train_config.json").write_text(json.dumps(
-        asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": shape, "batch_size": batch_size}, indent=2))
+        asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": shape, "batch_size": batch_size}
+        | ({"parent": json.loads(parent.read_text())} if config.init_from and parent.is_file() else {}), indent=2))
     began = time.perf_counter()
     data = build_data(config, tokenizer, spec.shape.patch, per_size, log)
     val = [p for size in task.in_distribution for p in generate_split(task, "val", size, config.eval_count, config.seed)]
