@@ -106,7 +106,7 @@ def _train_policy(args) -> int:
                                answer_weight=args.answer_weight, eval_every=args.eval_every,
                                stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
                                init_from=args.init_from, index_shift_share=args.index_shift_share,
-                               eval_count=args.eval_count)
+                               eval_count=args.eval_count, problems_per_size=args.problems_per_size)
     path = train_policy(config)
     print(f"saved the policy to {path}")
     return 0
@@ -234,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "so the high indices of long chains are trained as often as the low ones")
     p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
     p.add_argument("--eval-count", type=int, default=16, help="policy only: validation problems per size")
+    p.add_argument("--problems-per-size", type=int, default=None,
+                   help="policy only: distinct train problems per size (default: the preset's; small sizes of "
+                        "frozenlake-nav have fewer than 1,500)")
     p.add_argument("--stop-at-accuracy", type=float, default=None,
                    help="policy only: finish early once greedy validation accuracy reaches this (e.g. 1.0)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
