@@ -69,9 +69,8 @@ def rollout_fidelity(sketcher, task_or_environment: str, size: int, count: int, 
 
 
 def fidelity_table(sketcher, task_or_environment: str, sizes, step_counts, count: int, seed: int = 0) -> list[FidelityRow]:
-    name = task_or_environment
-    name = name if name in ENVIRONMENTS else tasks.get(name).id  # "maze": navigation plans; "maze-mcq": MCQ chains
-    return [rollout_fidelity(sketcher, name, size, count, steps, seed) for size in sizes for steps in step_counts]
+    return [rollout_fidelity(sketcher, task_or_environment, size, count, steps, seed)
+            for size in sizes for steps in step_counts]
 
 
 def format_fidelity(rows: list[FidelityRow]) -> str:

@@ -74,12 +74,11 @@ def _assemble(environment, preset, DDIMScheduler, UNet2DModel, SketchPipeline, b
     return SketchPipeline(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer, default_steps=4)
 
 
-def init_weights(pipe, source: str) -> None:
-    """Load the UNet and text encoder of the trained sketcher ``source`` into ``pipe`` (fine-tuning).
-    Both must be the same preset with the same thought vocabulary (in practice: the same environment)."""
-    from imagegen import load_sketcher
-
-    trained = load_sketcher(source)
+def init_weights(pipe, trained) -> None:
+    """Load the UNet and text encoder of the trained sketcher pipeline ``trained`` into ``pipe``
+    (fine-tuning). Both must be the same preset with the same thought vocabulary (in practice: the same
+    environment)."""
+    source = trained.name_or_path
     if trained.tokenizer.get_vocab() != pipe.tokenizer.get_vocab():
         raise ValueError(f"--init-from {source}: its thought vocabulary differs from this environment's")
     for name in ("unet", "text_encoder"):
@@ -131,8 +130,15 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
     accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
     pipe = build_pipeline(environment, config.preset, config.seed)
-    if config.init_from and not config.resume:
-        init_weights(pipe, config.init_from)
+    parent = {}
+    if config.init_from:
+        from imagegen import load_sketcher
+
+        trained = load_sketcher(config.init_from)
+        if not config.resume:
+            init_weights(pipe, trained)
+        parent_config = Path(trained.name_or_path, "train_config.json")  # its own recipe, for the model card
+        parent = {"parent": json.loads(parent_config.read_text())} if parent_config.is_file() else {}
     unet, text_encoder = pipe.unet, pipe.text_encoder
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=preset.learning_rate, weight_decay=1e-4)
@@ -145,12 +151,6 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     if latest is not None:
         accelerator.load_state(latest)
         start = step_of(latest)
-    parent = {}
-    if config.init_from:  # what the starting weights were trained with, for the model card
-        from imagegen import load_sketcher
-
-        parent_config = Path(load_sketcher(config.init_from).name_or_path, "train_config.json")
-        parent = {"parent": json.loads(parent_config.read_text())} if parent_config.is_file() else {}
     (out / "train_config.json").write_text(json.dumps(
         asdict(config) | {"environment": environment, "steps": steps} | parent, indent=2))
     began = time.perf_counter()

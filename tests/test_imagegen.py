@@ -123,14 +123,14 @@ def test_fine_tuning_starts_from_the_given_sketcher(tmp_path):
     common = dict(task="maze", steps=2, problems_per_size=3, change_weight=5.0)
     first = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "first"), **common), progress=False)
     fresh = build_pipeline("maze", "tiny", seed=3)
-    init_weights(fresh, str(first))
     trained = SketchPipeline.from_pretrained(first)
+    init_weights(fresh, trained)
     for name, tensor in trained.unet.state_dict().items():
         assert torch.equal(fresh.unet.state_dict()[name], tensor.float()), name
     with pytest.raises(ValueError, match="vocabulary differs"):
-        init_weights(build_pipeline("minibehavior", "tiny"), str(first))  # it also picks up and drops
+        init_weights(build_pipeline("minibehavior", "tiny"), trained)  # it also picks up and drops
     with pytest.raises(ValueError, match="not this preset's"):
-        init_weights(build_pipeline("maze", "base"), str(first))
+        init_weights(build_pipeline("maze", "base"), trained)
     tuned = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "tuned"), init_from=str(first), **common), progress=False)
     assert json.loads((tuned / "train_config.json").read_text())["init_from"] == str(first)
 

@@ -152,13 +152,14 @@ def shift_indices(ids: np.ndarray, segments: np.ndarray, rng: np.random.Generato
     ids, segments = ids.copy(), segments.copy()
     lookup = np.zeros(max(int(ids.max()), max(index_ids)) + 1, dtype=np.int64)  # token id -> k (0: not an index)
     lookup[index_ids] = np.arange(1, len(index_ids) + 1)
+    index_ids = np.asarray(index_ids)  # k -> token id of <k+1>
     for row in range(len(ids)):
         room = len(index_ids) - int(segments[row].max())
         if room <= 0 or rng.random() >= share:
             continue
         offset = int(rng.integers(1, room + 1))
         k = np.where(ids[row] >= 0, lookup[np.maximum(ids[row], 0)], 0)  # (L,) image slots are negative
-        ids[row] = np.where(k > 0, np.asarray(index_ids)[k + offset - 1], ids[row])
+        ids[row] = np.where(k > 0, index_ids[k + offset - 1], ids[row])
         segments[row] = np.where(segments[row] > 0, segments[row] + offset, 0)
     return ids, segments
 
