@@ -48,8 +48,9 @@ when `Task.read` recovers exactly the simulated state.
 
 def _train_command(config: dict, out: str) -> str:
     init = f" --init-from {config['init_from']}" if config.get("init_from") else ""
+    noise = f" --condition-noise {config['condition_noise']}" if config.get("condition_noise") else ""
     return (f"vot train sketcher --task {config['environment']} --preset {config['preset']} "
-            f"--steps {config['steps']} --seed {config['seed']}{init} --out {out}")
+            f"--steps {config['steps']} --seed {config['seed']}{noise}{init} --out {out}")
 
 
 def _describe(name: str) -> str:

@@ -39,6 +39,7 @@ class SketcherTrainConfig:
     stop_after: int | None = None  # save a checkpoint at this step and return (time-sliced training)
     save_dtype: str = "float16"  # shipped weights; loaders upcast to float32 on CPU
     init_from: str | None = None  # a trained sketcher (directory or shipped name) to fine-tune; see `init_weights`
+    condition_noise: float = 0.0  # max strength of the perturbation of the previous sketch; see `perturb_condition`
 
 
 def build_pipeline(environment: str, preset_name: str, seed: int = 0):
@@ -109,6 +110,23 @@ def _batch(data, rng: np.random.Generator, batch_size: int):
     return prev, nxt, [chunk.thoughts[i] for i in index]
 
 
+def perturb_condition(prev: torch.Tensor, strength: float, generator: torch.Generator, block: int = 4) -> torch.Tensor:
+    """The previous sketch as a rollout would give it: slightly off. Training only ever shows the
+    sketcher exact previous sketches, but in a rollout each input is its own last output, so small
+    colour errors compound over long chains (conditioning augmentation, as in cascaded diffusion).
+    Each example gets a strength ``s ~ U(0, strength)`` and ``s * (n_block + n_pixel / 2)``, where
+    ``n_block`` is one Gaussian offset per ``block`` x ``block`` pixels and channel (a drifting cell
+    colour) and ``n_pixel`` is per-pixel noise. ``prev``: (B, 3, H, W) in [-1, 1]."""
+    if strength <= 0:
+        return prev
+    b, c, h, w = prev.shape
+    s = torch.rand(b, 1, 1, 1, generator=generator) * strength  # (B, 1, 1, 1)
+    coarse = torch.randn(b, c, -(-h // block), -(-w // block), generator=generator)  # (B, 3, H/block, W/block)
+    coarse = coarse.repeat_interleave(block, 2).repeat_interleave(block, 3)[:, :, :h, :w]  # (B, 3, H, W)
+    fine = torch.randn(b, c, h, w, generator=generator)  # (B, 3, H, W)
+    return (prev + s.to(prev.device) * (coarse + fine / 2).to(prev.device)).clamp(-1, 1)
+
+
 def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) -> Path:
     """Train (or resume) and save the pipeline to ``config.out``; returns that path."""
     from accelerate import Accelerator
@@ -169,9 +187,10 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
         noise = torch.randn(target.shape, generator=generator).to(accelerator.device)
         t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(target),), generator=generator).to(accelerator.device)
         noisy = noise_scheduler.add_noise(target, noise, t)  # (B, 3, H, W)
+        seen = perturb_condition(prev, config.condition_noise, generator)  # (B, 3, H, W)
         with accelerator.autocast():
             condition = encode_text(pipe.tokenizer, text_encoder, thoughts, accelerator.device)  # (B, D)
-            prediction = predict_clean(unet, noisy, prev, t, condition)  # (B, 3, H, W)
+            prediction = predict_clean(unet, noisy, seen, t, condition)  # (B, 3, H, W)
         changed = (target - prev).abs().amax(1, keepdim=True) > 0.1  # (B, 1, H, W)
         weight = 1.0 + config.change_weight * changed.float()
         loss = (weight * (prediction.float() - target) ** 2).mean()

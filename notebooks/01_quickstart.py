@@ -29,7 +29,7 @@ from vot.components import build_reasoner
 from vot.viewer import ChainViewer, chain_html, step_strip
 
 # %% [markdown]
-# One test problem: a 4×4 maze, a red start, four candidate cells A–D and an action sequence.
+# One test problem: a 4×4 maze, a yellow start, four candidate cells A–D and an action sequence.
 
 # %%
 task = tasks.get("maze-mcq-v0")

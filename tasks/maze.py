@@ -3,7 +3,8 @@
 A maze of side n is drawn on an (8n x 8n) image: each cell is 8 px, walls are 2-px black lines on
 cell borders (open passages are white), and a cell's fill colour says what is on it (a candidate
 mark A-D or the goal G, and whether the agent is there or has been there). Every fill colour is a
-point of the {0, .5, 1}^3 lattice, so any two are at least 0.5 apart in RGB.
+point of the {0, .5, 1}^3 lattice, so any two are at least 0.5 apart in RGB: red and green say the
+mark, blue the trail (see `_TRAIL_BLUE`).
 """
 from __future__ import annotations
 
@@ -23,18 +24,18 @@ from tasks.parsing import plan_text
 Cell = tuple[int, int]
 MARKS = (None, "A", "B", "C", "D", "G")
 TRAIL = ("none", "visited", "agent")
-# (mark, trail) -> colour; rows follow MARKS, columns follow TRAIL.
-_COLOURS = {
-    None: ((1, 1, 1), (1, 0.5, 0.5), (1, 0, 0)),
-    "A": ((0, 0.5, 1), (0.5, 0.5, 1), (0.5, 0, 1)),
-    "B": ((0, 1, 0), (0.5, 1, 0.5), (0.5, 0.5, 0)),
-    "C": ((1, 0.5, 0), (1, 1, 0.5), (1, 0, 0.5)),
-    "D": ((0.5, 0, 0.5), (1, 0.5, 1), (0.5, 0, 0)),
-    "G": ((1, 1, 0), (0.5, 1, 0), (0, 0.5, 0)),
-}
+# The trail owns the blue channel (1 none, .5 visited, 0 agent) and the mark owns red and green, so the
+# agent is "blue < 1/4" whatever it stands on and moving it never changes a mark's red or green. (The
+# first palette blended the agent's red into the mark's colour: agent-on-A looked like candidate D, and
+# the sketcher recoloured candidates instead of moving the agent.)
+_TRAIL_BLUE = {"none": 1.0, "visited": 0.5, "agent": 0.0}
+_MARK_RED_GREEN = {None: (1, 1), "A": (0, 0.5), "B": (0, 1), "C": (1, 0), "D": (0.5, 0), "G": (1, 0.5)}
+_COLOURS = {mark: tuple((*red_green, _TRAIL_BLUE[trail]) for trail in TRAIL)
+            for mark, red_green in _MARK_RED_GREEN.items()}  # (mark) -> one colour per TRAIL entry
 KINDS = [(mark, trail) for mark in MARKS for trail in TRAIL]
 PALETTE = [_COLOURS[mark][TRAIL.index(trail)] for mark, trail in KINDS]
-MARK_NAMES = {"A": "blue", "B": "green", "C": "orange", "D": "purple", "G": "yellow"}
+MARK_NAMES = {"A": "blue", "B": "cyan", "C": "magenta", "D": "purple", "G": "pink"}
+AGENT_NAME = "yellow"  # the agent on an unmarked cell; a visited unmarked cell is light yellow
 CELL_PX = 8
 
 
@@ -358,7 +359,7 @@ def _path_actions(path: list[Cell]) -> list[str]:
 
 class MazeMCQ(MCQFormat, MazeWorld):
     id = "maze-mcq-v0"
-    description = "MVoT MAZE: follow a stated action sequence from the red start; which candidate A-D is the destination?"
+    description = "MVoT MAZE: follow a stated action sequence from the yellow start; which candidate A-D is the destination?"
     default_options = {k: f"{MARK_NAMES[k]} cell" for k in "ABCD"}
     min_size = 3  # a start and four candidates need five cells
 
@@ -408,17 +409,17 @@ class MazeMCQ(MCQFormat, MazeWorld):
     def prompt(self, size: int, actions: Sequence[str]) -> str:
         legend = ", ".join(f"{k} is the {MARK_NAMES[k]} cell" for k in "ABCD")
         return (
-            f"The image shows a {size}x{size} maze. Black lines are walls; the red cell is the start. "
+            f"The image shows a {size}x{size} maze. Black lines are walls; the {AGENT_NAME} cell is the start. "
             f"Four candidate cells are marked: {legend}.\n"
             f"Full Action Sequence: {plan_text(actions)}\n"
-            "Question: starting from the red cell and following the full action sequence, which candidate is "
+            f"Question: starting from the {AGENT_NAME} cell and following the full action sequence, which candidate is "
             "the final destination (A, B, C or D)? Answer with \"The answer is X.\""
         )
 
 
 class MazeNav(NavFormat, MazeWorld):
     id = "maze-nav-v0"
-    description = "Maze route planning (VPRL / VoT): give the moves from the red start to the yellow goal."
+    description = "Maze route planning (VPRL / VoT): give the moves from the yellow start to the pink goal."
 
     def generate(self, rng: np.random.Generator, size: int) -> Problem:
         self.check_size(size)
@@ -432,8 +433,8 @@ class MazeNav(NavFormat, MazeWorld):
         state = self._start_state(layout, tuple(start), {"G": tuple(goal)})
         plan = _path_actions(layout.shortest_path(tuple(start), tuple(goal)))
         prompt = (
-            f"The image shows a {layout.size}x{layout.size} maze. Black lines are walls; the red cell is the start "
-            "and the yellow cell is the goal.\nQuestion: give the shortest sequence of moves from the start to the "
+            f"The image shows a {layout.size}x{layout.size} maze. Black lines are walls; the {AGENT_NAME} cell is the start "
+            f"and the {MARK_NAMES['G']} cell is the goal.\nQuestion: give the shortest sequence of moves from the start to the "
             "goal, one cell per move (Go up / Go down / Go left / Go right). Answer with \"The answer is: Go ... .\""
         )
         return Problem(

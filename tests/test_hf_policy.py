@@ -25,7 +25,7 @@ TEMPLATE = ("<s>{% for m in messages %}{{ m['role'] }} :{% if m['content'] is st
             "{% for c in m['content'] %}{% if c['type'] == 'image' %} <image>{% else %} {{ c['text'] }}{% endif %}"
             "{% endfor %}{% endif %} </s> {% endfor %}{% if add_generation_prompt %}assistant :{% endif %}")
 # Tokens the tiny model must never pick greedily (so a chain neither stops nor answers by chance).
-QUIET = SPECIALS + ["\n", "A", "B", "C", "D", "blue", "green", "orange", "purple", "answer"]
+QUIET = SPECIALS + ["\n", "A", "B", "C", "D", "blue", "cyan", "magenta", "purple", "answer"]
 
 
 def _problems(n=3):

@@ -11,7 +11,7 @@ from imagegen import BlankSketcher, OracleSketcher, load_sketcher
 from imagegen.attention import configure_attention
 from imagegen.evaluate import rollout_fidelity
 from imagegen.pipeline import SketchPipeline
-from imagegen.train import SketcherTrainConfig, build_pipeline, train_sketcher
+from imagegen.train import SketcherTrainConfig, build_pipeline, perturb_condition, train_sketcher
 
 MAZE = tasks.get("maze-nav-v0")
 
@@ -86,7 +86,7 @@ def test_attention_backend_is_reported(pipe):
 
 
 def test_training_resumes_to_the_same_weights(tmp_path):
-    common = dict(task="maze", steps=4, problems_per_size=3, checkpoint_every=2, change_weight=5.0)
+    common = dict(task="maze", steps=4, problems_per_size=3, checkpoint_every=2, change_weight=5.0, condition_noise=0.3)
     whole = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "whole"), **common), progress=False)
     train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), stop_after=2, **common), progress=False)
     assert (tmp_path / "parts" / "checkpoints" / "step-2").is_dir()
@@ -143,11 +143,25 @@ def test_load_sketcher_errors_name_the_choices(tmp_path):
 def test_vot_eval_sketcher_card_has_a_table_per_task(tmp_path, capsys):
     from vot.cli import main
 
-    out = train_sketcher(SketcherTrainConfig(task="maze", steps=2, problems_per_size=3, out=str(tmp_path / "s")),
-                         progress=False)
+    out = train_sketcher(SketcherTrainConfig(task="maze", steps=2, problems_per_size=3, out=str(tmp_path / "s"),
+                                             condition_noise=0.2), progress=False)
     assert main(["eval", "sketcher", str(out), "--task", "maze,maze-mcq", "--size", "3", "--steps", "1",
                  "--count", "2", "--card", "--out", str(tmp_path / "f.json")]) == 0
     card = (out / "README.md").read_text()
     assert "### maze-nav-v0: the navigation problems' gold plans" in card
     assert "### maze-mcq: the action sequences the MCQ problems state" in card
+    assert "--condition-noise 0.2 " in card  # the training command reproduces the run
     assert set(json.loads((tmp_path / "f.json").read_text())) == {"maze", "maze-mcq"}
+
+
+def test_perturb_condition_drifts_blocks_of_pixels_and_stays_in_range():
+    prev = torch.zeros(8, 3, 24, 24)  # (B, 3, H, W)
+    assert perturb_condition(prev, 0.0, torch.Generator().manual_seed(0)) is prev
+    a = perturb_condition(prev, 0.5, torch.Generator().manual_seed(0), block=4)
+    b = perturb_condition(prev, 0.5, torch.Generator().manual_seed(0), block=4)
+    assert torch.equal(a, b) and a.shape == prev.shape
+    assert a.abs().max() <= 1 and a.abs().max() > 0.05
+    strengths = a.flatten(1).std(1)  # (B,) one random strength per example
+    assert strengths.max() > 2 * strengths.min()
+    blocks = a.reshape(8, 3, 6, 4, 6, 4).mean(dim=(3, 5))  # (B, 3, 6, 6) per-block means
+    assert blocks.std() > a.reshape(8, 3, 6, 4, 6, 4).std(dim=(3, 5)).mean() / 2  # a per-block offset, not only pixel noise

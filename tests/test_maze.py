@@ -123,3 +123,26 @@ def test_interop_with_maze_dataset():
     layout = maze_from_connection_list(generated)
     assert layout.is_perfect()
     assert maze_to_ascii(layout) == generated.as_ascii().strip()
+
+
+def test_palette_keeps_the_agent_and_the_marks_in_separate_channels():
+    """Blue alone says where the agent is; red and green alone say the mark, whatever the trail. So a
+    move changes only the blue of two cells, never a candidate's colour."""
+    from tasks.maze import KINDS, PALETTE
+
+    for (mark, trail), (red, green, blue) in zip(KINDS, PALETTE):
+        assert (blue < 0.25) == (trail == "agent")
+        assert (blue > 0.75) == (trail == "none")
+        same_mark = {PALETTE[i][:2] for i, (m, _) in enumerate(KINDS) if m == mark}
+        assert same_mark == {(red, green)}
+    assert len({PALETTE[i][:2] for i, (_, t) in enumerate(KINDS) if t == "none"}) == 6
+
+
+def test_a_move_onto_a_candidate_changes_only_the_blue_channel():
+    task = tasks.get("maze-mcq-v0")
+    problem = task.generate(np.random.default_rng(5), 5)
+    states = [task.initial_state(problem)] + [s.state for s in task.trace(problem, "visual") if s.action]
+    for before, after in zip(states, states[1:]):
+        a, b = (np.asarray(task.render(s), dtype=np.int16) for s in (before, after))  # (40, 40, 3)
+        assert (a[..., :2] == b[..., :2]).all()
+        assert (a[..., 2] != b[..., 2]).any()

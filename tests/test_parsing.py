@@ -2,7 +2,7 @@ import pytest
 
 from tasks.parsing import action_sentence, parse_actions, parse_option, plan_text
 
-MAZE = {"A": "blue cell", "B": "green cell", "C": "orange cell", "D": "purple cell"}
+MAZE = {"A": "blue cell", "B": "cyan cell", "C": "magenta cell", "D": "purple cell"}
 MB = {"A": "Success", "B": "Failure"}
 
 

@@ -77,13 +77,16 @@ def _cmd_bench(args) -> int:
 
 def _cmd_train(args) -> int:
     if args.what == "policy":
+        if args.condition_noise:
+            raise ValueError("--condition-noise applies to vot train sketcher only")
         return _train_policy(args)
     if args.mode is not None:
         raise ValueError("--mode applies to vot train policy only")
     from imagegen.train import SketcherTrainConfig, train_sketcher
 
     config = SketcherTrainConfig(task=args.task, preset=args.preset, steps=args.steps, out=args.out or f"checkpoints/sketcher-{args.task}-{args.preset}",
-                                 seed=args.seed, resume=args.resume, device=args.device, init_from=args.init_from)
+                                 seed=args.seed, resume=args.resume, device=args.device, init_from=args.init_from,
+                                 condition_noise=args.condition_noise)
     path = train_sketcher(config)
     print(f"saved the sketcher to {path}")
     return 0
@@ -232,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index-shift-share", type=float, default=0.5,
                    help="policy only: share of training examples whose index tokens <k> are renumbered <k+o> (random o), "
                         "so the high indices of long chains are trained as often as the low ones")
+    p.add_argument("--condition-noise", type=float, default=0.0,
+                   help="sketcher only: max strength of the noise added to the previous sketch in training (per-cell "
+                        "colour drift plus pixel noise, in [-1, 1] units), so long rollouts do not compound small errors")
     p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
     p.add_argument("--eval-count", type=int, default=16, help="policy only: validation problems per size")
     p.add_argument("--problems-per-size", type=int, default=None,
