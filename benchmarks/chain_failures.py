@@ -12,9 +12,9 @@ position (MCQ) or is illegal. Each failed chain lands in one class:
 - ``thought only``: a wrong thought and every sketch right (the policy's copy step);
 - ``both``; ``answer only``: everything right but the answer (the policy's reading of the last sketch).
 
-Transition errors are also split by whether the agent moved onto or off a marked cell (a task with a
-``marked_cells(state)`` method: the maze's candidates and goal), which is where the first maze palette
-failed. Prints a markdown summary per size; ``--out`` writes the counts as JSON.
+Transition errors are also split by whether the agent moved onto or off a marked cell (a state with
+``marks``, ``(name, cell)`` pairs: the maze's candidates and goal), which is where the first maze
+palette failed. Prints a markdown summary per size; ``--out`` writes the counts as JSON.
 """
 from __future__ import annotations
 
@@ -42,7 +42,6 @@ def analyse_chain(task, problem, chain: Chain) -> dict:
     state = task.initial_state(problem)
     previous_ok, position = True, 0
     misdrawn, wrong_thoughts, transitions, on_marks = [], [], 0, 0
-    marked = getattr(task, "marked_cells", None)
     for index, step in enumerate(chain.steps):
         if step.is_answer:
             continue
@@ -59,7 +58,7 @@ def analyse_chain(task, problem, chain: Chain) -> dict:
                 misdrawn.append(index)
                 if previous_ok:
                     transitions += 1
-                    cells = marked(state) if marked else frozenset()
+                    cells = {cell for _, cell in getattr(state, "marks", ())}
                     if getattr(state, "agent", None) in cells or getattr(after, "agent", None) in cells:
                         on_marks += 1
             previous_ok = ok

@@ -29,12 +29,14 @@ TRAIL = ("none", "visited", "agent")
 # first palette blended the agent's red into the mark's colour: agent-on-A looked like candidate D, and
 # the sketcher recoloured candidates instead of moving the agent.)
 _TRAIL_BLUE = {"none": 1.0, "visited": 0.5, "agent": 0.0}
-_MARK_RED_GREEN = {None: (1, 1), "A": (0, 0.5), "B": (0, 1), "C": (1, 0), "D": (0.5, 0), "G": (1, 0.5)}
+# Every mark is at least 1.0 from white (the commonest cell), so a long rollout does not fade it: a pink
+# goal (1, .5, 1), only 0.5 from white, faded to white in 13% of 6x6 navigation rollouts.
+_MARK_RED_GREEN = {None: (1, 1), "A": (0, 0.5), "B": (0, 1), "C": (1, 0), "D": (0.5, 0), "G": (0, 0)}
 _COLOURS = {mark: tuple((*red_green, _TRAIL_BLUE[trail]) for trail in TRAIL)
             for mark, red_green in _MARK_RED_GREEN.items()}  # (mark) -> one colour per TRAIL entry
 KINDS = [(mark, trail) for mark in MARKS for trail in TRAIL]
 PALETTE = [_COLOURS[mark][TRAIL.index(trail)] for mark, trail in KINDS]
-MARK_NAMES = {"A": "blue", "B": "cyan", "C": "magenta", "D": "purple", "G": "pink"}
+MARK_NAMES = {"A": "blue", "B": "cyan", "C": "magenta", "D": "purple", "G": "dark blue"}  # G: black under the agent
 AGENT_NAME = "yellow"  # the agent on an unmarked cell; a visited unmarked cell is light yellow
 CELL_PX = 8
 
@@ -419,7 +421,7 @@ class MazeMCQ(MCQFormat, MazeWorld):
 
 class MazeNav(NavFormat, MazeWorld):
     id = "maze-nav-v0"
-    description = "Maze route planning (VPRL / VoT): give the moves from the yellow start to the pink goal."
+    description = "Maze route planning (VPRL / VoT): give the moves from the yellow start to the dark blue goal."
 
     def generate(self, rng: np.random.Generator, size: int) -> Problem:
         self.check_size(size)

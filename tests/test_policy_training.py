@@ -69,6 +69,8 @@ def test_card_commands_of_runs_from_before_a_flag_state_what_they_ran_with():
 
     assert _extra_flags({"eval_every": 250}) == " --eval-every 250 --index-shift-share 0.0"  # no key: trained unshifted
     assert _extra_flags({"eval_every": 250, "index_shift_share": 0.5}) == " --eval-every 250"
+    assert _extra_flags({"index_shift_share": 0.5, "seed": 1, "problems_per_size": 1000}) == \
+        " --seed 1 --problems-per-size 1000"  # what it takes to reproduce the run
 
 
 def test_refuses_to_overwrite_a_run(trained):
