@@ -139,6 +139,8 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
 
     environment = environment_of(config.task)
     preset = get_preset(config.preset)
+    if config.condition_noise < 0:
+        raise ValueError(f"condition_noise must be >= 0, got {config.condition_noise}")
     steps = config.steps or preset.steps
     out = Path(config.out)
     checkpoints = out / "checkpoints"

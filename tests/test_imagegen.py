@@ -157,6 +157,8 @@ def test_vot_eval_sketcher_card_has_a_table_per_task(tmp_path, capsys):
 def test_perturb_condition_drifts_blocks_of_pixels_and_stays_in_range():
     prev = torch.zeros(8, 3, 24, 24)  # (B, 3, H, W)
     assert perturb_condition(prev, 0.0, torch.Generator().manual_seed(0)) is prev
+    with pytest.raises(ValueError, match="condition_noise must be >= 0"):
+        train_sketcher(SketcherTrainConfig(task="maze", steps=1, out="unused", condition_noise=-0.1), progress=False)
     a = perturb_condition(prev, 0.5, torch.Generator().manual_seed(0), block=4)
     b = perturb_condition(prev, 0.5, torch.Generator().manual_seed(0), block=4)
     assert torch.equal(a, b) and a.shape == prev.shape

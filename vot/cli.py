@@ -237,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "so the high indices of long chains are trained as often as the low ones")
     p.add_argument("--condition-noise", type=float, default=0.0,
                    help="sketcher only: max strength of the noise added to the previous sketch in training (per-cell "
-                        "colour drift plus pixel noise, in [-1, 1] units), so long rollouts do not compound small errors")
+                        "colour drift plus pixel noise, in [-1, 1] units), meant to keep long rollouts from compounding small "
+                        "errors; one try at 0.2 made maze rollouts worse (BENCHMARKS.md), hence the default 0")
     p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
     p.add_argument("--eval-count", type=int, default=16, help="policy only: validation problems per size")
     p.add_argument("--problems-per-size", type=int, default=None,
