@@ -26,14 +26,7 @@ from pathlib import Path
 import tasks
 from tasks.parsing import parse_actions
 from vot.chain import Chain, ChainLog
-from vot.viewer import problem_from_id
-
-
-def _read(task, sketch):
-    try:
-        return task.read(sketch)
-    except ValueError:
-        return None
+from vot.viewer import problem_from_id, read_back
 
 
 def analyse_chain(task, problem, chain: Chain) -> dict:
@@ -52,7 +45,7 @@ def analyse_chain(task, problem, chain: Chain) -> dict:
             wrong_thoughts.append(index)
         after = task.step(state, actions[0]) if len(actions) == 1 else state
         if step.sketch is not None:
-            seen = _read(task, step.sketch)
+            seen = read_back(task, step.sketch)
             ok = seen == after
             if not ok:
                 misdrawn.append(index)

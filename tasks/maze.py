@@ -361,7 +361,7 @@ def _path_actions(path: list[Cell]) -> list[str]:
 
 class MazeMCQ(MCQFormat, MazeWorld):
     id = "maze-mcq-v0"
-    description = "MVoT MAZE: follow a stated action sequence from the yellow start; which candidate A-D is the destination?"
+    description = f"MVoT MAZE: follow a stated action sequence from the {AGENT_NAME} start; which candidate A-D is the destination?"
     default_options = {k: f"{MARK_NAMES[k]} cell" for k in "ABCD"}
     min_size = 3  # a start and four candidates need five cells
 
@@ -421,7 +421,7 @@ class MazeMCQ(MCQFormat, MazeWorld):
 
 class MazeNav(NavFormat, MazeWorld):
     id = "maze-nav-v0"
-    description = "Maze route planning (VPRL / VoT): give the moves from the yellow start to the dark blue goal."
+    description = f"Maze route planning (VPRL / VoT): give the moves from the {AGENT_NAME} start to the {MARK_NAMES['G']} goal."
 
     def generate(self, rng: np.random.Generator, size: int) -> Problem:
         self.check_size(size)
