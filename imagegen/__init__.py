@@ -2,12 +2,13 @@
 
 ``SketchGenerator`` is the protocol the reasoning loop calls. ``SketchPipeline`` is the trained
 diffusion sketcher (a diffusers pipeline); ``load_sketcher("maze")`` loads the shipped default.
-``OracleSketcher`` (perfect imagination from the simulator) and ``BlankSketcher`` (text-only chains)
-are reference components.
+``OracleSketcher`` (perfect imagination from the simulator), ``SlipSketcher`` (the oracle with
+random slips drawn from each sketch's generator) and ``BlankSketcher`` (text-only chains) are
+reference components.
 """
 from pathlib import Path
 
-from imagegen.base import BlankSketcher, OracleSketcher, SketchGenerator, check_sketch_inputs
+from imagegen.base import BlankSketcher, OracleSketcher, SketchGenerator, SlipSketcher, check_sketch_inputs
 
 PRETRAINED = Path(__file__).parent / "pretrained"
 
@@ -34,4 +35,4 @@ def load_sketcher(name_or_path: str, device: str = "cpu"):
     return pipe.to(device)
 
 
-__all__ = ["SketchGenerator", "OracleSketcher", "BlankSketcher", "check_sketch_inputs", "load_sketcher", "PRETRAINED"]
+__all__ = ["SketchGenerator", "OracleSketcher", "SlipSketcher", "BlankSketcher", "check_sketch_inputs", "load_sketcher", "PRETRAINED"]

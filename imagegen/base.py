@@ -6,7 +6,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 from PIL import Image
 
 import tasks
-from tasks.parsing import parse_actions
+from tasks.parsing import action_sentence, parse_actions
 
 
 @runtime_checkable
@@ -69,3 +69,38 @@ class BlankSketcher:
     def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
         check_sketch_inputs(prev_images, thoughts)
         return [None for _ in thoughts]
+
+
+class SlipSketcher:
+    """REFERENCE: an imperfect imagination with known errors. Like `OracleSketcher`, except that each
+    sketch draws a random other action with probability ``slip``. The slip is drawn from the
+    sketch's own ``torch.Generator`` (one per image, as `vot.reasoner.Reasoner` passes them), so a
+    redrawn sketch (sketch-level search) can come out right, and the errors do not depend on
+    batching. Called without generators it never slips."""
+
+    produces_images = True
+    default_steps = 0
+
+    def __init__(self, task: str | tasks.Task, slip: float = 0.2):
+        if not 0.0 <= slip <= 1.0:
+            raise ValueError(f"slip must be in [0, 1], got {slip}")
+        self.oracle, self.task, self.slip = OracleSketcher(task), tasks.get(task), slip
+        self.label = f"slip-oracle({slip:g})"
+
+    def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
+        import torch
+
+        check_sketch_inputs(prev_images, thoughts)
+        generators = list(generator) if isinstance(generator, (list, tuple)) else [generator] * len(thoughts)
+        if len(generators) != len(thoughts):
+            raise ValueError(f"got {len(generators)} generators for {len(thoughts)} images")
+        drawn = []
+        for thought, g in zip(thoughts, generators):
+            named = parse_actions(thought, self.task.actions) or []
+            if named and g is not None:
+                u, pick = torch.rand(2, generator=g).tolist()
+                if u < self.slip:
+                    others = [a for a in self.task.actions if a not in named]
+                    thought = action_sentence(others[int(pick * len(others))])
+            drawn.append(thought)
+        return self.oracle.sketch(prev_images, drawn)

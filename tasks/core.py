@@ -5,6 +5,7 @@ navigation). Everything here is pure Python + numpy + pillow: no torch.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -25,7 +26,10 @@ class Problem:
     """One question. Everything but the image is JSON-able; the image is re-rendered from `state`.
 
     Attributes:
-        id: unique within a split, e.g. ``maze-mcq-v0/test/s5/000042``.
+        id: unique within a split, e.g. ``maze-mcq-v0/test/s5/000042``. Left empty (as
+            ``from_layout`` leaves it), it becomes a deterministic content id,
+            ``<task>/content/<hash of the question>`` (`content_key`), so problems built from
+            external layouts never share an id (or a random key) unless they are the same question.
         task: registered task id (``maze-mcq-v0``).
         prompt: the text given to the model (question, action sequence, options).
         state: JSON form of the initial state (``Task.state_to_json``); the image is its render.
@@ -43,6 +47,16 @@ class Problem:
     options: dict[str, str] | None = None
     actions: list[str] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.id:
+            digest = hashlib.sha1(f"{self.task}\n{self.content_key()}".encode()).hexdigest()[:16]
+            self.id = f"{self.task}/content/{digest}"
+
+    def content_key(self) -> str:
+        """Identity of the whole question: initial state (layout included), stated actions, answer
+        and options."""
+        return json.dumps([self.state, self.actions, self.answer, self.options], sort_keys=True)
 
     @property
     def image(self) -> Image.Image:
@@ -176,7 +190,7 @@ class Task(ABC):
 
     def problem_key(self, problem: Problem) -> str:
         """Identity of the whole question (used to de-duplicate within a split)."""
-        return json.dumps([problem.state, problem.actions, problem.answer, problem.options], sort_keys=True)
+        return problem.content_key()
 
     def rollout(self, state, actions: Sequence[str]) -> list:
         """States after each action (length ``len(actions)``)."""

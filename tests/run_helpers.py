@@ -1,11 +1,13 @@
 """Helpers shared by the tests that compare run directories."""
 import json
 
+from vot.chain import TIMING_FIELDS
+
 
 def without_timing(record: dict) -> dict:
-    """A results.jsonl line minus the wall-clock seconds (the only thing a rerun may change)."""
+    """A results.jsonl line minus the timings (the only thing a rerun may change)."""
     record = json.loads(json.dumps(record))
-    record["chain"]["compute"].pop("wall_seconds")
-    if record["result"] is not None:
-        record["result"]["compute"].pop("wall_seconds")
+    for compute in [record["chain"]["compute"]] + ([record["result"]["compute"]] if record["result"] is not None else []):
+        for name in TIMING_FIELDS:
+            compute.pop(name, None)
     return record

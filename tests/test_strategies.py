@@ -6,7 +6,7 @@ from dataclasses import fields, replace
 import pytest
 
 import tasks
-from imagegen.base import OracleSketcher
+from imagegen.base import OracleSketcher, SlipSketcher
 from tasks.metrics import rate
 from tasks.splits import generate_split
 from vision_encoder.base import PixelPatchEncoder
@@ -18,8 +18,9 @@ from vot.verifiers import ConfidenceVerifier, ConsistencyVerifier, OracleVerifie
 TASK = tasks.get("maze-mcq")
 
 
-def _reasoner(error_rate=0.3, seed=0):
-    return Reasoner(SimulatedPolicy(error_rate, seed=seed), OracleSketcher(TASK), PixelPatchEncoder())
+def _reasoner(error_rate=0.3, seed=0, slip=0.0):
+    sketcher = SlipSketcher(TASK, slip) if slip else OracleSketcher(TASK)
+    return Reasoner(SimulatedPolicy(error_rate, seed=seed), sketcher, PixelPatchEncoder(), sketch_steps=2)
 
 
 @functools.cache
@@ -38,8 +39,10 @@ def _counting_reasoner():
 SMALL = {  # settings that keep each strategy cheap
     "greedy": {}, "best_of_n": {"n": 3}, "weighted_best_of_n": {"n": 3}, "self_consistency": {"n": 3},
     "beam": {"n": 4, "width": 2}, "dvts": {"n": 4, "width": 2}, "refine": {"n": 2}, "adaptive": {"n": 6, "window": 2},
+    "sketch_search": {"n": 2}, "compute_optimal": {"n": 4, "sketch_candidates": 2},
 }
 VOTING = {"greedy": "none", "self_consistency": "vote", "adaptive": "vote"}  # strategies that ignore the verifier
+SEARCHES_SKETCHES = {"sketch_search", "compute_optimal"}  # need a verifier that checks sketches (consistency)
 
 
 def test_every_strategy_has_small_settings():
@@ -51,6 +54,12 @@ def test_every_strategy_has_small_settings():
 def test_every_strategy_runs_and_labels_its_verifier(name, verifier_type):
     problems = _problems((3, 4), 2)
     verifier = verifier_type()
+    if name in SEARCHES_SKETCHES and not verifier.checks_sketches:
+        reasoner, steps = _counting_reasoner()
+        with pytest.raises(ValueError, match="sketch search needs a verifier that checks sketches"):
+            run_strategy(name, problems, reasoner, verifier, **SMALL[name])
+        assert steps == []
+        return
     results = run_strategy(name, problems, _reasoner(), verifier, **SMALL[name])
     assert len(results) == len(problems)
     n = SMALL[name].get("n", 1)
@@ -90,8 +99,12 @@ NON_DEFAULT = {  # field -> {default: a different value}
     "width": {4: 2},
     "rounds": {2: 0},
     "threshold": {0.5: 0.9},
-    "window": {3: 2},
-    "margin": {4: 2},
+    "window": {3: 2, 2: 3},
+    "margin": {4: 2, 2: 3},
+    "sketch_candidates": {1: 3, 4: 1},
+    "budget": {4.0: 2.0},
+    "probe": {2: 3},
+    "denoise_cost": {1.0: 20.0},
 }
 FIELDS = [(name, f.name) for name, (_, config_type) in sorted(STRATEGIES.items()) for f in fields(config_type)]
 KNOWN_DEAD: dict = {}  # (strategy, field) -> reason; empty: every field takes effect
@@ -99,13 +112,26 @@ KNOWN_DEAD: dict = {}  # (strategy, field) -> reason; empty: every field takes e
 
 def _behaviour(results):
     """What a setting may change: answers, selections, chains used, compute, the chains themselves."""
-    return [(r.answer, r.selected, r.chains_used, replace(r.compute, wall_seconds=0.0),
+    return [(r.answer, r.selected, r.chains_used, r.compute.untimed(),
              [(c.sample, tuple(c.thoughts)) for c in r.chains]) for r in results]
 
 
+def _field_setup(name, field_name):
+    """(reasoner, verifier, base settings) for a field's effect test. Sketch search only shows with
+    a sketcher that errs and a verifier that reads sketches; compute_optimal's threshold only with
+    graded scores (mean of the 0/1 consistency scores), and its cap ``n`` only when the budget allows it."""
+    if name == "compute_optimal":
+        base = {} if field_name == "aggregate" else {"aggregate": "mean"}
+        return _reasoner(slip=0.3), ConsistencyVerifier(), base | ({"budget": 16.0} if field_name == "n" else {})
+    if name in SEARCHES_SKETCHES or field_name == "sketch_candidates":
+        return _reasoner(slip=0.3), ConsistencyVerifier(), {}
+    return _reasoner(), ConfidenceVerifier(), {}
+
+
 @functools.cache
-def _default_behaviour(name):
-    return _behaviour(run_strategy(name, _problems(), _reasoner(), ConfidenceVerifier()))
+def _default_behaviour(name, field_name):
+    reasoner, verifier, base = _field_setup(name, field_name)
+    return _behaviour(run_strategy(name, _problems(), reasoner, verifier, **base))
 
 
 def test_every_config_field_has_a_non_default_value():
@@ -121,8 +147,9 @@ def test_every_config_field_takes_effect(name, field_name):
     default = getattr(STRATEGIES[name][1](), field_name)
     value = NON_DEFAULT[field_name][default]
     assert value != default
-    changed = _behaviour(run_strategy(name, _problems(), _reasoner(), ConfidenceVerifier(), **{field_name: value}))
-    assert changed != _default_behaviour(name), f"{name}: {field_name}={value!r} (default {default!r}) changed nothing"
+    reasoner, verifier, base = _field_setup(name, field_name)
+    changed = _behaviour(run_strategy(name, _problems(), reasoner, verifier, **(base | {field_name: value})))
+    assert changed != _default_behaviour(name, field_name), f"{name}: {field_name}={value!r} (default {default!r}) changed nothing"
 
 
 # ---- clear errors before any work ----------------------------------------------------------

@@ -21,7 +21,7 @@ import numpy as np
 import tasks
 from tasks.metrics import rate
 from tasks.splits import generate_split
-from vot.chain import ChainLog
+from vot.chain import TIMING_FIELDS, ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names
 from vot.distributed import Shard, has_results, merge_rank_logs
 from vot.scaling import curves, powers_of_two, summarize_curves
@@ -256,7 +256,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
             "accuracy": rate(v["correct"] for v in values).to_json(),
             "by_size": {str(s): rate(v["correct"] for v in values if v["size"] == s).to_json()
                         for s in sorted({v["size"] for v in values})},
-            "mean_compute": {k: float(np.mean([v["compute"][k] for v in values])) for k in values[0]["compute"] if k != "wall_seconds"},
+            "mean_compute": {k: float(np.mean([v["compute"][k] for v in values])) for k in values[0]["compute"] if k not in TIMING_FIELDS},
             "mean_chains": float(np.mean([v["chains_used"] for v in values])),
         }
     curve_summary = _pool_curves(records, config, task)

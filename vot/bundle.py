@@ -75,11 +75,9 @@ def load(name_or_path: str | Path, *, sketcher: str | None = None, device: str =
         sketcher: override the bundle's sketcher (``oracle`` for perfect imagination, ``blank``, a
             path); text-only policies (cot, direct) always get ``blank``.
         device: ``cpu`` or ``cuda`` (bf16 models on cuda).
-        seed: seeds the policy's per-chain generators and the sketcher's generator.
+        seed: keys every chain's token sampling and sketch noise (`vot.keys`).
         temperature, top_p, max_steps, sketch_steps: override the bundle's values.
     """
-    import torch
-
     from vot.components import build_sketcher
     from vot.lm.policy import SmallPolicy
     from vot.reasoner import Reasoner
@@ -99,11 +97,10 @@ def load(name_or_path: str | Path, *, sketcher: str | None = None, device: str =
     elif name not in ("default", "oracle", "blank") and not Path(name).is_absolute():
         name = str(directory / name) if (directory / name).exists() else name
     the_sketcher, backend = build_sketcher(task, name, device)
-    generator = torch.Generator(device).manual_seed(seed) if the_sketcher.produces_images else None
     reasoner = Reasoner(policy, the_sketcher, policy.encoder if the_sketcher.produces_images else None,
                         max_steps=max_steps or spec.max_steps,
                         sketch_steps=sketch_steps if sketch_steps is not None else spec.sketch_steps,
-                        generator=generator)
+                        seed=seed)
     reasoner.attention_backend = backend
     reasoner.bundle = str(directory)
     return reasoner

@@ -20,16 +20,36 @@ LOG_SCHEMA = "vot.chain/1"
 
 @dataclass
 class Compute:
-    """Work spent on a chain (or summed over a problem)."""
+    """Work spent on a chain (or summed over a problem).
+
+    ``sketches`` and ``denoising_steps`` count every sketch drawn, including the candidates a
+    sketch-level search drew and rejected. ``policy_seconds`` and ``sketch_seconds`` split
+    ``wall_seconds`` into the chain's share of the policy calls and of the sketch + encode +
+    observe calls, so a run can measure what a token and a denoising step cost
+    (`vot.compute.CostModel`)."""
 
     policy_tokens: int = 0
     sketches: int = 0
     denoising_steps: int = 0
     encoder_calls: int = 0
     wall_seconds: float = 0.0
+    policy_seconds: float = 0.0
+    sketch_seconds: float = 0.0
 
     def add(self, other: "Compute") -> "Compute":
         return Compute(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def counts(self) -> dict:
+        """The work counted in units (tokens, sketches, steps, calls), without the timings, which
+        are the only fields a rerun may change."""
+        return {k: v for k, v in asdict(self).items() if k not in TIMING_FIELDS}
+
+    def untimed(self) -> "Compute":
+        """A copy with every timing field at zero (for comparing runs)."""
+        return Compute(**self.counts())
+
+
+TIMING_FIELDS = ("wall_seconds", "policy_seconds", "sketch_seconds")
 
 
 @dataclass

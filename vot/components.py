@@ -75,8 +75,6 @@ def build_reasoner(task: str, *, policy: str = "simulated", sketcher: str = "ora
 
     A text-only learned policy (cot, direct) gets the ``blank`` sketcher when ``sketcher`` is
     ``default`` and refuses an image-drawing one."""
-    import torch
-
     from vision_encoder import PixelPatchEncoder
     from vot.policy import SimulatedPolicy
     from vot.reasoner import Reasoner
@@ -110,8 +108,7 @@ def build_reasoner(task: str, *, policy: str = "simulated", sketcher: str = "ora
     the_encoder = {"auto": own_encoder, "pixel": PixelPatchEncoder(), "none": None}[encoder]
     if not the_sketcher.produces_images:
         the_encoder = None
-    generator = torch.Generator(device).manual_seed(seed) if the_sketcher.produces_images else None
     reasoner = Reasoner(the_policy, the_sketcher, the_encoder, max_steps=max_steps, sketch_steps=sketch_steps,
-                        generator=generator)
+                        seed=seed)
     reasoner.attention_backend = backend
     return reasoner

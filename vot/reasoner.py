@@ -3,6 +3,11 @@
 `Reasoner.advance` moves every active chain of every problem one step with one batched policy call,
 one batched sketch call and one batched encode per image size, and one observe. Chains finish
 independently; a chain that hits ``max_steps`` is recorded as unfinished instead of failing the run.
+
+Sketch noise is keyed per chain and step (`vot.keys.sketch_seed` of the seed, the problem id, the
+chain's lineage and the step), as token sampling is, so a chain does not depend on batching, order,
+resuming or what ran before. A `SketchSearch` draws up to ``candidates`` sketches per step with
+independent noise and keeps the first one its verifier accepts (or the best-scored one).
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from PIL import Image
 
 from tasks import Problem
 from vot.chain import Chain, Step
+from vot.keys import sketch_generator
 
 StepCallback = Callable[[Chain, Step], None]
 
@@ -29,6 +35,30 @@ class Running:
     done: bool = False
     branches: int = field(default=0, repr=False)
     snapshots: list | None = field(default=None, repr=False)  # (context, image) before each step, for rewind
+    lineage: tuple[int, ...] = ()  # (sample, fork branch, ...): keys this chain's sketch noise
+
+
+@dataclass(frozen=True)
+class SketchSearch:
+    """Sketch-level search: at every step draw up to ``candidates`` sketches, each with its own
+    noise key, one after another, and keep the first whose step the ``verifier`` scores at least
+    ``accept`` (else the best-scored one, the earliest on ties). Every draw is counted in the
+    chain's compute. The verifier must check sketches (``verifier.checks_sketches``)."""
+
+    candidates: int = 1
+    verifier: Any = None
+    accept: float = 0.5
+
+    def __post_init__(self):
+        if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 1:
+            raise ValueError(f"sketch_candidates must be a positive integer, got {self.candidates!r}")
+        if self.candidates > 1 and not getattr(self.verifier, "checks_sketches", False):
+            label = getattr(self.verifier, "label", self.verifier)
+            raise ValueError(f"sketch search needs a verifier that checks sketches (consistency), not {label!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.candidates > 1
 
 
 class Reasoner:
@@ -40,17 +70,20 @@ class Reasoner:
         encoder: a `vision_encoder.Encoder`, or ``None`` when the policy reads images itself.
         max_steps: thoughts per chain before it is stopped and marked unfinished.
         sketch_steps: denoising steps per sketch (default: the sketcher's own).
-        generator: a ``torch.Generator`` passed to the sketcher.
+        seed: with the problem id, the chain's lineage and the step, keys each sketch's noise; the
+            sketcher gets one ``torch.Generator`` per image.
     """
 
     def __init__(self, policy, sketcher, encoder=None, *, max_steps: int = 64, sketch_steps: int | None = None,
-                 generator=None):
+                 seed: int = 0):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.policy, self.sketcher, self.encoder = policy, sketcher, encoder
         self.max_steps = max_steps
         self.sketch_steps = sketch_steps if sketch_steps is not None else getattr(sketcher, "default_steps", 0)
-        self.generator = generator
+        self.seed = seed
         self.callbacks: list[StepCallback] = []
 
     def on_step(self, callback: StepCallback) -> StepCallback:
@@ -74,7 +107,8 @@ class Reasoner:
         for problem, sample, context in zip(problems, samples, contexts):
             chain = Chain(problem.id, problem.task, int(sample))
             chain.compute.wall_seconds += share
-            running.append(Running(chain, context, problem.image, problem, snapshots=[] if snapshots else None))
+            running.append(Running(chain, context, problem.image, problem, snapshots=[] if snapshots else None,
+                                   lineage=(int(sample),)))
         return running
 
     def fork(self, item: Running, sample: int) -> Running:
@@ -82,7 +116,8 @@ class Reasoner:
         item.branches += 1
         context = self.policy.fork(item.context, item.branches)
         snapshots = list(item.snapshots) if item.snapshots is not None else None
-        return Running(item.chain.fork(sample), context, item.image, item.problem, item.done, snapshots=snapshots)
+        return Running(item.chain.fork(sample), context, item.image, item.problem, item.done, snapshots=snapshots,
+                       lineage=item.lineage + (item.branches,))
 
     def rewind(self, item: Running, keep_steps: int, sample: int) -> Running:
         """A new chain that keeps the first ``keep_steps`` steps of ``item`` and resamples from
@@ -92,10 +127,10 @@ class Reasoner:
         context, image = item.snapshots[keep_steps]
         item.branches += 1
         return Running(item.chain.fork(sample, keep_steps=keep_steps), self.policy.fork(context, item.branches), image,
-                       item.problem, snapshots=list(item.snapshots[:keep_steps]))
+                       item.problem, snapshots=list(item.snapshots[:keep_steps]), lineage=item.lineage + (item.branches,))
 
-    def advance(self, running: Sequence[Running]) -> None:
-        """One step for every chain not yet done."""
+    def advance(self, running: Sequence[Running], search: SketchSearch | None = None) -> None:
+        """One step for every chain not yet done (with sketch-level ``search`` if given)."""
         active = [r for r in running if not r.done]
         if not active:
             return
@@ -112,6 +147,7 @@ class Reasoner:
             item.chain.steps.append(step)
             item.chain.compute.policy_tokens += len(thought.logprobs)
             item.chain.compute.wall_seconds += think_share
+            item.chain.compute.policy_seconds += think_share
             if thought.is_answer:
                 item.chain.answer, item.chain.finished, item.done = thought.text, True, True
             elif len(item.chain.steps) >= self.max_steps:
@@ -119,12 +155,12 @@ class Reasoner:
                 item.chain.meta["stopped"] = "max_steps"
             else:
                 drawing.append(item)
-        self._sketch_and_observe(drawing)
+        self._sketch_and_observe(drawing, search)
         for item in active:
             for callback in self.callbacks:
                 callback(item.chain, item.chain.steps[-1])
 
-    def _sketch_and_observe(self, drawing: list[Running]) -> None:
+    def _sketch_and_observe(self, drawing: list[Running], search: SketchSearch | None = None) -> None:
         if not drawing:
             return
         if not self.sketcher.produces_images:
@@ -135,31 +171,67 @@ class Reasoner:
             by_size.setdefault(item.image.size, []).append(item)
         for group in by_size.values():
             began = time.perf_counter()
-            images = self.sketcher.sketch([r.image for r in group], [r.chain.steps[-1].thought for r in group],
-                                          steps=self.sketch_steps, generator=self.generator)
+            draws = [1] * len(group)
+            images = self._draw(group, 0)
+            if search is not None and search.active:
+                images, draws = self._search(group, images, search)
             tokens = self.encoder.encode(images) if self.encoder is not None else None  # (B, T, D)
             self.policy.observe([r.context for r in group], images, tokens)
-            share = (time.perf_counter() - began) / len(group)
-            for item, image in zip(group, images):
+            share = (time.perf_counter() - began) / sum(draws)  # a chain pays for each sketch it drew
+            for item, image, drawn in zip(group, images, draws):
                 item.image = image
                 item.chain.steps[-1].sketch = image
                 compute = item.chain.compute
-                compute.sketches += 1
-                compute.denoising_steps += self.sketch_steps
+                compute.sketches += drawn
+                compute.denoising_steps += drawn * self.sketch_steps
                 compute.encoder_calls += int(self.encoder is not None)
-                compute.wall_seconds += share
+                compute.wall_seconds += share * drawn
+                compute.sketch_seconds += share * drawn
 
-    def complete(self, running: Sequence[Running]) -> None:
+    def _draw(self, group: Sequence[Running], candidate: int) -> list[Image.Image]:
+        """One sketch per chain of ``group`` (one image size), noise keyed per chain, step and candidate."""
+        generators = [sketch_generator(self.seed, r.problem.id, r.lineage, len(r.chain.steps), candidate) for r in group]
+        return self.sketcher.sketch([r.image for r in group], [r.chain.steps[-1].thought for r in group],
+                                    steps=self.sketch_steps, generator=generators)
+
+    def _search(self, group: list[Running], images: list[Image.Image], search: SketchSearch):
+        """Redraw the sketches the verifier rejects, up to ``search.candidates`` draws per chain."""
+
+        def score(item: Running, image: Image.Image) -> float:
+            step = item.chain.steps[-1]
+            step.sketch = image
+            value = float(search.verifier.step_scores(item.problem, item.chain)[-1])
+            step.sketch = None
+            return value
+
+        best = list(images)
+        scores = [score(item, image) for item, image in zip(group, images)]
+        draws = [1] * len(group)
+        pending = [i for i, value in enumerate(scores) if value < search.accept]
+        for candidate in range(1, search.candidates):
+            if not pending:
+                break
+            drawn = self._draw([group[i] for i in pending], candidate)
+            for i, image in zip(pending, drawn):
+                draws[i] += 1
+                value = score(group[i], image)
+                if value > scores[i]:
+                    best[i], scores[i] = image, value
+            pending = [i for i in pending if scores[i] < search.accept]
+        return best, draws
+
+    def complete(self, running: Sequence[Running], search: SketchSearch | None = None) -> None:
         """Advance until every chain is done (answered or stopped at ``max_steps``)."""
         while any(not r.done for r in running):
-            self.advance(running)
+            self.advance(running, search)
 
     # --- the plain loop -----------------------------------------------------------------------
-    def run(self, problems: Sequence[Problem], n: int = 1, *, greedy: bool = False) -> list[list[Chain]]:
+    def run(self, problems: Sequence[Problem], n: int = 1, *, greedy: bool = False,
+            search: SketchSearch | None = None) -> list[list[Chain]]:
         """``n`` independent chains per problem, all advanced together; problem-major output."""
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         flat = [p for p in problems for _ in range(n)]
         running = self.start(flat, [i for _ in problems for i in range(n)], greedy=greedy)
-        self.complete(running)
+        self.complete(running, search)
         return [[r.chain for r in running[i * n:(i + 1) * n]] for i in range(len(problems))]

@@ -17,6 +17,7 @@ import numpy as np
 import tasks
 from tasks import Problem
 from vot.chain import Chain
+from vot.selection import pick
 from vot.verifiers import Verifier, answer_key
 
 
@@ -46,32 +47,6 @@ def powers_of_two(n_max: int) -> list[int]:
     return ks + [n_max]
 
 
-def _best(subset: np.ndarray, scores: np.ndarray, keys: list) -> int | None:
-    valid = [i for i in subset if keys[i] is not None] or list(subset)
-    return max(valid, key=lambda i: (scores[i], -i)) if valid else None
-
-
-def _weighted(subset: np.ndarray, scores: np.ndarray, keys: list) -> int | None:
-    totals: dict = {}
-    for i in subset:
-        if keys[i] is not None:
-            totals[keys[i]] = totals.get(keys[i], 0.0) + scores[i]
-    if not totals:
-        return None
-    first = {k: min(i for i in subset if keys[i] == k) for k in totals}
-    best = max(totals, key=lambda k: (totals[k], -first[k]))
-    return first[best]
-
-
-def _majority(subset: np.ndarray, keys: list) -> int | None:
-    counts = Counter(keys[i] for i in subset if keys[i] is not None)
-    if not counts:
-        return None
-    first = {k: min(i for i in subset if keys[i] == k) for k in counts}
-    best = max(counts, key=lambda k: (counts[k], -first[k]))
-    return first[best]
-
-
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k from n samples with c correct (Chen et al., 2021)."""
     return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
@@ -94,13 +69,12 @@ def curves(pools: Sequence[ScoredPool], ks: Sequence[int], rng: np.random.Genera
             subsets = [np.arange(n)] if k == n else [rng.choice(n, size=k, replace=False) for _ in range(trials)]
             hits: dict[str, int] = Counter()
             for subset in subsets:
-                pick = _majority(subset, pool.keys)
-                hits["maj@k"] += pick is not None and bool(pool.correct[pick])
+                chosen = pick("majority", pool.keys, subset=subset)
+                hits["maj@k"] += chosen is not None and bool(pool.correct[chosen])
                 for label, scores in pool.scores.items():
-                    pick = _best(subset, scores, pool.keys)
-                    hits[f"best_of_k/{label}"] += pick is not None and bool(pool.correct[pick])
-                    pick = _weighted(subset, scores, pool.keys)
-                    hits[f"weighted@k/{label}"] += pick is not None and bool(pool.correct[pick])
+                    for rule, name in (("best", "best_of_k"), ("weighted", "weighted@k")):
+                        chosen = pick(rule, pool.keys, scores, subset)
+                        hits[f"{name}/{label}"] += chosen is not None and bool(pool.correct[chosen])
             names = ["maj@k"] + [f"{m}/{label}" for label in pool.scores for m in ("best_of_k", "weighted@k")]
             for name in names:
                 per.setdefault(name, []).append(hits[name] / len(subsets))

@@ -50,6 +50,7 @@ class Verifier:
 
     label = "verifier"
     step_level = True
+    checks_sketches = False  # whether a step's score depends on its sketch (sketch-level search needs it)
 
     def step_scores(self, problem: Problem, chain: Chain) -> list[float]:
         raise NotImplementedError(f"the {self.label} verifier has no step-level scores")
@@ -82,12 +83,18 @@ class ConfidenceVerifier(Verifier):
 
 
 class ConsistencyVerifier(Verifier):
-    """1.0 for a step whose sketch reads back as the previous sketch's state moved by the thought's
-    action (legal per the simulator and, for MCQ, the action the prompt states at that position),
-    and for an answer that matches what the last sketch shows; 0.0 otherwise. Text-only chains have
-    no sketches to check: their action steps are checked against the prompt only."""
+    """1.0 for a right step, 0.0 otherwise. A step is right when its thought names one action that the
+    problem allows there and its sketch reads back as the simulator's state after that action from
+    the previous sketch's state; an answer is right when it matches what the last sketch shows.
+
+    What a problem allows: for MCQ, the action the prompt states at that position, whatever its
+    effect, since the rules decide it (a wall bump or an action after the episode ended is a right
+    thought with an unchanged sketch); for navigation, a legal move (an invalid move in a plan is a
+    wrong step). Text-only chains have no sketches to check: their steps are checked against the
+    prompt and the rules only."""
 
     label = "consistency"
+    checks_sketches = True
 
     def __init__(self):
         self._seen: dict[int, tuple] = {}  # id(sketch) -> (weakref, state read back); search re-scores prefixes
@@ -113,9 +120,11 @@ class ConsistencyVerifier(Verifier):
                 scores.append(self._answer_ok(task, problem, state, step.thought, chain))
                 continue
             actions = parse_actions(step.thought, task.actions) or []
-            ok = len(actions) == 1 and task.is_valid(state, actions[0])
+            ok = len(actions) == 1
             if ok and task.kind == "mcq":
                 ok = position < len(problem.actions) and actions[0] == problem.actions[position]
+            elif ok:
+                ok = task.is_valid(state, actions[0])
             expected = task.step(state, actions[0]) if ok else state
             if step.sketch is not None:
                 seen = self._read(task, step.sketch)

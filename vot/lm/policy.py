@@ -11,12 +11,10 @@ modified in place).
 """
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -25,6 +23,7 @@ from tasks import Problem
 from vision_encoder.patch import images_to_pixels
 from vot.lm.model import IMAGE_SLOT, PolicyModel
 from vot.lm.sequences import context_ids
+from vot.keys import chain_seed
 from vot.policy import Thought
 
 
@@ -46,11 +45,6 @@ class LMContext:
     @property
     def length(self) -> int:
         return self.cache[0][0].shape[1] if self.cache else 0
-
-
-def _chain_seed(seed: int, problem_id: str, lineage: tuple[int, ...]) -> int:
-    key = np.random.default_rng([seed, zlib.crc32(problem_id.encode()), *lineage])
-    return int(key.integers(2**62))
 
 
 class SmallPolicy:
@@ -102,7 +96,7 @@ class SmallPolicy:
             if problem.task != task_id:
                 raise ValueError(f"this policy was trained on {task_id}, not {problem.task} ({problem.id})")
             lineage = (int(sample),)
-            generator = torch.Generator().manual_seed(_chain_seed(self.seed, problem.id, lineage))
+            generator = torch.Generator().manual_seed(chain_seed(self.seed, problem.id, lineage))
             contexts.append(LMContext(problem, [], None, generator, greedy or self.temperature == 0, lineage))
         chunks = []
         for context, vision in zip(contexts, self._encode_each([p.image for p in problems])):
@@ -175,7 +169,7 @@ class SmallPolicy:
 
     def fork(self, context: LMContext, branch: int) -> LMContext:
         lineage = context.lineage + (int(branch),)
-        generator = torch.Generator().manual_seed(_chain_seed(self.seed, context.problem.id, lineage))
+        generator = torch.Generator().manual_seed(chain_seed(self.seed, context.problem.id, lineage))
         return LMContext(context.problem, context.cache, context.logits, generator, context.greedy, lineage,
                          list(context.pending), list(context.history), context.thoughts, context.segment)
 
