@@ -6,7 +6,16 @@ of problems at a time, so ``--resume`` loses nothing finished), ``sketches/``, `
 
 Strategies come in two kinds. *Sampling* strategies (best_of_n, weighted_best_of_n,
 self_consistency) are read off one pool of N_max chains per problem by subsampling every k.
-*Search* strategies (greedy, beam, dvts, refine, adaptive) are run at each N.
+*Search* strategies (greedy, sketch_search, beam, dvts, refine, adaptive, compute_optimal) are
+run at each N.
+
+Settings (``--set``) apply to every chosen strategy that has the field (``sketch_candidates=4``) or,
+written ``strategy.field=value`` (``compute_optimal.budget=3``), to that strategy only.
+
+Compute: ``summary.json["compute"]`` weighs each group's policy tokens and denoising steps by their
+cost measured in the run (`vot.compute.CostModel.measured`) and states it relative to greedy, so
+strategies compare at equal compute, not only at equal N. It is kept out of ``metrics`` because it
+holds timings, the one thing a rerun may change.
 """
 from __future__ import annotations
 
@@ -24,12 +33,13 @@ from tasks.splits import generate_split
 from vot.chain import TIMING_FIELDS, ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names
 from vot.distributed import Shard, has_results, merge_rank_logs
+from vot.reasoner import SketchSearch
 from vot.scaling import curves, powers_of_two, summarize_curves
 from vot.strategies import STRATEGIES, make_config, run_strategy
 from vot.verifiers import VERIFIERS, ConfidenceVerifier, ConsistencyVerifier, get_verifier
 
 SAMPLING = ("best_of_n", "weighted_best_of_n", "self_consistency")
-SEARCH = ("greedy", "beam", "dvts", "refine", "adaptive")
+SEARCH = tuple(name for name in STRATEGIES if name not in SAMPLING)  # greedy, beam, dvts, refine, adaptive, ...
 CURVE_OF = {"best_of_n": "best_of_k/{v}", "weighted_best_of_n": "weighted@k/{v}", "self_consistency": "maj@k"}
 
 
@@ -84,13 +94,14 @@ def validate(config: BenchConfig) -> tasks.Task:
     for size in config.sizes or []:
         task.check_size(size)
     for name in config.strategies:
-        if name != "greedy":
-            for n in config.n:
-                _search_config(name, n, config.settings)  # raises on a bad N or setting
+        for n in config.n:
+            _search_config(name, n, config.settings)  # raises on a bad N or setting
     used = {key for name in config.strategies for key in _settings_of(name)}
+    used |= {f"{name}.{key}" for name in config.strategies for key in _settings_of(name)}
     unused = sorted(set(config.settings) - used)
     if unused:
         raise ValueError(f"setting(s) {unused} are not used by the chosen strategies {config.strategies}")
+    _pool_search_candidates(config)
     return task
 
 
@@ -106,9 +117,25 @@ def _settings_of(name: str) -> set[str]:
     return {f.name for f in fields(STRATEGIES[name][1])} - {"n"}
 
 
+def _values_for(name: str, settings: dict) -> dict:
+    """The settings that apply to strategy ``name``: plain keys it has, then ``name.key`` ones."""
+    known = _settings_of(name)
+    values = {k: v for k, v in settings.items() if k in known}
+    values |= {k.split(".", 1)[1]: v for k, v in settings.items() if k.startswith(f"{name}.") and k.split(".", 1)[1] in known}
+    return values
+
+
+def _pool_search_candidates(config: BenchConfig) -> int:
+    """Sketch candidates for the shared pool of the sampling strategies (they must agree)."""
+    chosen = {_values_for(name, config.settings).get("sketch_candidates", 1) for name in config.strategies if name in SAMPLING}
+    if len(chosen) > 1:
+        raise ValueError(f"the sampling strategies share one pool of chains; give them one sketch_candidates, not {sorted(chosen)}")
+    return chosen.pop() if chosen else 1
+
+
 def _search_config(name: str, n: int, settings: dict):
-    values = {k: v for k, v in settings.items() if k in _settings_of(name)}
-    config = make_config(name, n=n, **values)
+    values = _values_for(name, settings)
+    config = make_config(name, **({} if name == "greedy" else {"n": n}), **values)
     width = getattr(config, "width", None)
     if width is not None and n % width:
         raise ValueError(f"{name} cannot take n={n}: n must be a multiple of width={width}")
@@ -197,18 +224,16 @@ def _run_batch(batch, reasoner, selector, config: BenchConfig, log: ChainLog) ->
     sampling = [s for s in config.strategies if s in SAMPLING]
     if sampling:
         n_max = max(config.n)
-        pools = reasoner.run(batch, n_max)
+        candidates = _pool_search_candidates(config)
+        pools = reasoner.run(batch, n_max, search=SketchSearch(candidates, selector) if candidates > 1 else None)
         scorers = [ConsistencyVerifier(), ConfidenceVerifier()]
         for problem, chains in zip(batch, pools):
             for chain in chains:
                 scores = {v.label: v.score(problem, chain, chains, _aggregate(config)) for v in scorers}
                 records[problem.id].append((_record(problem, chain, "pool", n_max, "none", False, None, task) | {"chain_scores": scores}, chain))
     for name, n in _groups(config):
-        if name == "greedy":
-            results = run_strategy("greedy", batch, reasoner, selector)
-        else:
-            values = asdict(_search_config(name, n, config.settings))
-            results = run_strategy(name, batch, reasoner, selector, **values)
+        values = asdict(_search_config(name, n, config.settings))
+        results = run_strategy(name, batch, reasoner, selector, **values)
         for problem, result in zip(batch, results):
             correct = result.answer is not None and task.check(problem, result.answer).correct
             summary = {"answer": result.answer, "correct": correct, "chains_used": result.chains_used,
@@ -266,7 +291,6 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
             for n in config.n:
                 if str(n) in curve:
                     metrics[f"{name}@{n}"] = {"accuracy": curve[str(n)], "subsampled_from": max(config.n)}
-    import vot
 
     summary = {
         "schema": "vot.summary/1",
@@ -279,12 +303,45 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
         "problems": len(problems),
         "metrics": metrics,
         "curves": curve_summary,
+        "compute": compute_axis(records, by_group, config),
         "timing": {"wall_seconds": wall_seconds},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_scaling_plot(out, summary)
     write_report(out, summary, records, problems)
     return summary
+
+
+def compute_axis(records: list[dict], by_group: dict, config: BenchConfig) -> dict:
+    """Each group's mean compute per problem: policy tokens and denoising steps weighted by their
+    cost measured in this run, in seconds and relative to greedy@1 (or, without greedy, to one
+    sampled chain), plus wall seconds. A subsampled group at k costs k pool chains; so does a
+    point k of the pool curves (``curves``: {curve k: relative compute})."""
+    from vot.chain import Compute
+    from vot.compute import CostModel
+
+    model = CostModel.measured(Compute(**r["chain"]["compute"]) for r in records)
+    groups: dict[str, dict] = {}
+    for group, results in by_group.items():
+        computes = [Compute(**v["compute"]) for v in results.values()]
+        groups[group] = {"cost_seconds": float(np.mean([model.cost(c) for c in computes])),
+                         "wall_seconds": float(np.mean([c.wall_seconds for c in computes]))}
+    pool = [Compute(**r["chain"]["compute"]) for r in records if r["strategy"] == "pool"]
+    per_chain = {"cost_seconds": float(np.mean([model.cost(c) for c in pool])) if pool else 0.0,
+                 "wall_seconds": float(np.mean([c.wall_seconds for c in pool])) if pool else 0.0}
+    if pool:
+        for name in config.strategies:
+            if name in SAMPLING:
+                for n in config.n:
+                    groups[f"{name}@{n}"] = {key: n * value for key, value in per_chain.items()}
+    unit_name = "greedy@1" if "greedy@1" in groups else "one sampled chain"
+    unit = groups["greedy@1"]["cost_seconds"] if "greedy@1" in groups else per_chain["cost_seconds"]
+    for values in groups.values():
+        values["relative"] = values["cost_seconds"] / unit if unit > 0 else float("nan")
+    ks = powers_of_two(max(config.n)) if pool else []
+    return {"cost_model": model.to_json(), "unit": unit_name, "unit_cost_seconds": unit, "groups": groups,
+            "pool_chain": per_chain | {"relative": per_chain["cost_seconds"] / unit if unit > 0 else float("nan")},
+            "curves": {str(k): k * per_chain["cost_seconds"] / unit if unit > 0 else float("nan") for k in ks}}
 
 
 def _pool_curves(records, config: BenchConfig, task) -> dict:
@@ -332,12 +389,22 @@ def _device(requested: str) -> str:
 
 
 def format_table(summary: dict) -> str:
-    lines = [f"{'strategy@N':<28} {'accuracy [95% CI]':<26} {'n':>5}  mean policy tokens / sketches"]
+    """The bench's table: accuracy with its interval, and compute relative to greedy."""
+    compute = summary.get("compute", {})
+    unit = compute.get("unit", "greedy@1")
+    lines = [f"{'strategy@N':<28} {'accuracy [95% CI]':<26} {'n':>5}  {'compute':>8}  mean policy tokens / sketches per problem"]
     for group, m in summary["metrics"].items():
         a = m["accuracy"]
-        compute = m.get("mean_compute")
-        extra = f"{compute['policy_tokens']:.0f} / {compute['sketches']:.1f}" if compute else f"(subsampled from N={m['subsampled_from']})"
-        lines.append(f"{group:<28} {100 * a['value']:5.1f}% [{100 * a['low']:5.1f}, {100 * a['high']:5.1f}]   {a['n']:>5}  {extra}")
+        counts = m.get("mean_compute")
+        extra = f"{counts['policy_tokens']:.0f} / {counts['sketches']:.1f}" if counts else f"(subsampled from N={m['subsampled_from']})"
+        relative = compute.get("groups", {}).get(group, {}).get("relative")
+        cost = f"{relative:7.2f}x" if relative is not None else f"{'':>8}"
+        lines.append(f"{group:<28} {100 * a['value']:5.1f}% [{100 * a['low']:5.1f}, {100 * a['high']:5.1f}]   {a['n']:>5}  {cost}  {extra}")
+    if compute:
+        model = compute["cost_model"]
+        lines.append(f"compute: policy tokens + denoising steps weighted by their measured cost "
+                     f"({1e3 * model['seconds_per_token']:.2f} ms/token, {1e3 * model['seconds_per_denoising_step']:.2f} ms/denoising step), "
+                     f"relative to {unit}")
     passk = summary["curves"].get("pass@k/oracle")
     if passk:
         lines.append("oracle pass@k (not a selection): " + ", ".join(f"k={k}: {100 * v['value']:.1f}%" for k, v in passk.items()))

@@ -16,23 +16,27 @@ CURVES = {"best_of_n": "best_of_k/{v}", "weighted_best_of_n": "weighted@k/{v}", 
 
 
 def scaling_points(summary: dict) -> dict:
-    """{series name: [[N, accuracy, low, high], ...]} — what scaling.png plots. Sampling strategies
-    get their whole subsampled curve (k = 1, 2, 4, …, N_max); search strategies their runs."""
+    """{series name: [[N, accuracy, low, high, compute], ...]} — what scaling.png plots. Sampling
+    strategies get their whole subsampled curve (k = 1, 2, 4, …, N_max); search strategies their
+    runs. ``compute`` is the mean compute per problem relative to greedy (``summary["compute"]``;
+    ``None`` where the run has no measure of it)."""
     series: dict[str, list] = {}
     curves = summary.get("curves", {})
+    compute = summary.get("compute", {})
+    groups, pooled = compute.get("groups", {}), compute.get("curves", {})
     verifier = summary.get("selection_verifier", "consistency")
     for group, metric in summary["metrics"].items():
         name, n = group.rsplit("@", 1)
         curve = curves.get(CURVES.get(name, "").format(v=verifier))
         if curve:
-            series[name] = [[int(k), v["value"], v["low"], v["high"]] for k, v in curve.items()]
+            series[name] = [[int(k), v["value"], v["low"], v["high"], pooled.get(k)] for k, v in curve.items()]
             continue
         a = metric["accuracy"]
-        series.setdefault(name, []).append([int(n), a["value"], a["low"], a["high"]])
+        series.setdefault(name, []).append([int(n), a["value"], a["low"], a["high"], groups.get(group, {}).get("relative")])
     passk = curves.get("pass@k/oracle", {})
     if passk:
-        series["pass@k (oracle)"] = [[int(k), v["value"], v["low"], v["high"]] for k, v in passk.items()]
-    return {name: sorted(points) for name, points in series.items()}
+        series["pass@k (oracle)"] = [[int(k), v["value"], v["low"], v["high"], pooled.get(k)] for k, v in passk.items()]
+    return {name: sorted(points, key=lambda p: p[0]) for name, points in series.items()}
 
 
 def write_scaling_plot(out: Path, summary: dict) -> Path:
@@ -44,21 +48,30 @@ def write_scaling_plot(out: Path, summary: dict) -> Path:
 
     points = scaling_points(summary)
     (out / "scaling.json").write_text(json.dumps(points, indent=2))
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    figure, (by_n, by_compute) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
     colours = plt.get_cmap("tab10")
+    markers = "os^vD<>ph*"
+    unit = summary.get("compute", {}).get("unit", "greedy@1")
     for index, (name, rows) in enumerate(points.items()):
-        ns = [r[0] for r in rows]
         values = [r[1] for r in rows]
         errors = [[max(r[1] - r[2], 0) for r in rows], [max(r[3] - r[1], 0) for r in rows]]
         style = dict(linestyle="--", color="black") if "oracle" in name else dict(color=colours(index % 10))
-        axis.errorbar(ns, values, yerr=errors, marker="o", markersize=4, capsize=3, label=name, **style)
-    axis.set_xscale("log", base=2)
-    axis.set_xlabel("N (chains per problem)")
-    axis.set_ylabel("accuracy")
+        style |= dict(marker=markers[index % len(markers)], markersize=5, capsize=3, label=name, alpha=0.85)
+        by_n.errorbar([r[0] for r in rows], values, yerr=errors, **style)
+        costed = [(r[4], r[1]) for r in rows if r[4] is not None and r[4] == r[4] and r[4] > 0]
+        if costed and "oracle" not in name:
+            by_compute.plot([c for c, _ in costed], [v for _, v in costed], **{k: v for k, v in style.items() if k != "capsize"})
+    by_n.set_xscale("log", base=2)
+    by_n.set_xlabel("N (chains per problem)")
+    by_compute.set_xscale("log", base=2)
+    by_compute.set_xlabel(f"compute per problem (x {unit}: tokens + denoising steps at measured cost)")
     labels = summary["reference_components"]
-    axis.set_title(f"{summary['config']['task']}" + (f" (reference: {', '.join(labels)})" if labels else ""), fontsize=9)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    title = f"{summary['config']['task']}" + (f" (reference: {', '.join(labels)})" if labels else "")
+    for axis in (by_n, by_compute):
+        axis.set_ylabel("accuracy")
+        axis.grid(alpha=0.3)
+        axis.set_title(title, fontsize=9)
+    by_n.legend(fontsize=7)
     figure.tight_layout()
     path = out / "scaling.png"
     figure.savefig(path)
