@@ -60,15 +60,26 @@ class SketchPipeline(DiffusionPipeline):
     label = "sketch-pipeline"
     produces_images = True
 
-    def __init__(self, unet: UNet2DModel, scheduler, text_encoder, tokenizer, default_steps: int = 10):
+    def __init__(self, unet: UNet2DModel, scheduler, text_encoder, tokenizer, default_steps: int = 10,
+                 output_levels: int = 0):
         super().__init__()
+        if isinstance(output_levels, bool) or not isinstance(output_levels, int) or output_levels < 0 or output_levels == 1:
+            raise ValueError(f"output_levels must be 0 (off) or at least 2, got {output_levels!r}")
         self.register_modules(unet=unet, scheduler=scheduler, text_encoder=text_encoder, tokenizer=tokenizer)
-        self.register_to_config(default_steps=default_steps)
+        self.register_to_config(default_steps=default_steps, output_levels=output_levels)
 
     @property
     def default_steps(self) -> int:
         """Denoising steps used when the caller does not say (saved with the pipeline)."""
         return int(self.config.default_steps)
+
+    @property
+    def output_levels(self) -> int:
+        """Flat-colour snap of the output (saved with the pipeline): each channel is rounded to the
+        nearest of this many evenly spaced levels (3: 0, 0.5, 1, the lattice every task palette is
+        on); 0 leaves the denoised pixels as they are. Without it, drift below what `Task.read`
+        notices accumulates over a rollout until a later step is misdrawn."""
+        return int(self.config.get("output_levels", 0))
 
 
     def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
@@ -115,4 +126,7 @@ class SketchPipeline(DiffusionPipeline):
         for t in self.scheduler.timesteps:
             prediction = predict_clean(self.unet, self.scheduler.scale_model_input(sample, t), prev, t, condition)  # (B, 3, H, W)
             sample = self.scheduler.step(prediction, t, sample, generator=generator).prev_sample
+        if self.output_levels:
+            steps_between = self.output_levels - 1
+            sample = ((sample.float().clamp(-1, 1) + 1) / 2 * steps_between).round() / steps_between * 2 - 1  # (B, 3, H, W)
         return tensor_to_images(sample)

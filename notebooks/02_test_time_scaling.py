@@ -112,27 +112,34 @@ print(f"oracle sketcher: {len(missed)} problems where the selector missed a righ
 #
 # A diffusion sketcher sometimes draws a different move than the thought names. Any object with
 # `sketch(prev_images, thoughts, *, steps, generator)` is a sketcher, so imitate one: the oracle,
-# except that each sketch draws a random other move with probability `slip`. Now a right chain can
+# except that each sketch draws a random other move with probability `slip`. Its randomness comes
+# only from `generator`: the `Reasoner` passes one `torch.Generator` per image, keyed by the chain
+# and the step (`vot.keys`), so a chain's sketches do not depend on batching or on what ran before.
+# (`imagegen.SlipSketcher` is this sketcher, kept as a reference component.) Now a right chain can
 # carry a wrong sketch, the verifier rejects it, and the selector can pick a wrong chain.
 
 # %%
+import torch
+
+
 class SlippySketcher:
     label = "slippy-oracle"
     produces_images = True
     default_steps = 0
 
-    def __init__(self, task, slip=0.15, seed=0):
+    def __init__(self, task, slip=0.15):
         self.oracle, self.task, self.slip = OracleSketcher(task), tasks.get(task), slip
-        self.rng = np.random.default_rng(seed)
 
     def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
         drawn = []
-        for thought in thoughts:
+        for thought, g in zip(thoughts, generator):
             named = parse_actions(thought, self.task.actions) or []
-            if named and self.rng.random() < self.slip:
-                thought = action_sentence(str(self.rng.choice([a for a in self.task.actions if a not in named])))
+            u, choice = torch.rand(2, generator=g).tolist()
+            if named and u < self.slip:
+                others = [a for a in self.task.actions if a not in named]
+                thought = action_sentence(others[int(choice * len(others))])
             drawn.append(thought)
-        return self.oracle.sketch(prev_images, drawn, steps=steps, generator=generator)
+        return self.oracle.sketch(prev_images, drawn)
 
 
 slippy_pools, slippy_scored, slippy_summary = scaling_run(SlippySketcher(TASK))

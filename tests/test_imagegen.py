@@ -167,3 +167,21 @@ def test_perturb_condition_drifts_blocks_of_pixels_and_stays_in_range():
     assert strengths.max() > 2 * strengths.min()
     blocks = a.reshape(8, 3, 6, 4, 6, 4).mean(dim=(3, 5))  # (B, 3, 6, 6) per-block means
     assert blocks.std() > a.reshape(8, 3, 6, 4, 6, 4).std(dim=(3, 5)).mean() / 2  # a per-block offset, not only pixel noise
+
+
+def test_output_levels_snap_sketches_to_the_palette_lattice_and_are_saved(pipe, tmp_path):
+    images, thoughts = _images([3, 4]), ["Go up.", "Go left."]
+    raw = pipe(images, thoughts, num_inference_steps=2, generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    snapped_pipe = SketchPipeline(pipe.unet, pipe.scheduler, pipe.text_encoder, pipe.tokenizer, default_steps=2, output_levels=3)
+    snapped = snapped_pipe(images, thoughts, num_inference_steps=2, generator=[torch.Generator().manual_seed(i) for i in range(2)])
+    for a, b in zip(raw, snapped):
+        values = set(np.unique(np.asarray(b)).tolist())
+        assert values <= {0, 128, 255}  # 127.5 rounds to 128
+        expected = (np.round(np.asarray(a, dtype=np.float32) / 127.5) * 127.5).round()
+        agree = (expected == np.asarray(b, dtype=np.float32)).mean()
+        assert agree > 0.99  # the raw output rounded (pixels within 0.5 of a midpoint may round either way)
+    snapped_pipe.save_pretrained(tmp_path)
+    assert SketchPipeline.from_pretrained(tmp_path).output_levels == 3
+    assert pipe.output_levels == 0
+    with pytest.raises(ValueError, match="output_levels"):
+        SketchPipeline(pipe.unet, pipe.scheduler, pipe.text_encoder, pipe.tokenizer, output_levels=1)

@@ -104,7 +104,8 @@ NON_DEFAULT = {  # field -> {default: a different value}
     "sketch_candidates": {1: 3, 4: 1},
     "budget": {4.0: 2.0},
     "probe": {2: 3},
-    "denoise_cost": {1.0: 20.0},
+    "denoise_cost": {1.0: 0.0},
+    "refine": {True: False},
 }
 FIELDS = [(name, f.name) for name, (_, config_type) in sorted(STRATEGIES.items()) for f in fields(config_type)]
 KNOWN_DEAD: dict = {}  # (strategy, field) -> reason; empty: every field takes effect

@@ -41,6 +41,9 @@ def _settings(text: str) -> dict:
         key, sep, value = item.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"settings are key=value pairs, got {item!r}")
+        if value.lower() in ("true", "false"):
+            settings[key] = value.lower() == "true"
+            continue
         try:
             settings[key] = int(value)
         except ValueError:

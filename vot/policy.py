@@ -70,14 +70,20 @@ class SimulatedPolicy:
     log-probs are drawn lower for wrong thoughts (``confidence_gap`` nats on average), a noisy
     signal for the confidence verifier. All randomness is keyed on (seed, problem id, lineage,
     step): results do not depend on batching, order or resuming.
+
+    ``trust_sketches=True`` makes an MCQ chain answer what its last sketch shows whenever that
+    reads back as one of the options, as a policy that reasons from its imagination does: a
+    misdrawn sketch then misleads a chain that thought right (the failure sketch-level search is
+    for). With the default ``False`` sketches only steer chains that already erred.
     """
 
     label = "simulated"
 
-    def __init__(self, error_rate: float = 0.3, seed: int = 0, confidence_gap: float = 1.0):
+    def __init__(self, error_rate: float = 0.3, seed: int = 0, confidence_gap: float = 1.0, trust_sketches: bool = False):
         if not 0.0 <= error_rate < 1.0:
             raise ValueError(f"error_rate must be in [0, 1), got {error_rate}")
         self.error_rate, self.seed, self.confidence_gap = error_rate, seed, confidence_gap
+        self.trust_sketches = trust_sketches
 
     def begin(self, problems, samples, *, greedy=False):
         if len(problems) != len(samples):
@@ -127,6 +133,10 @@ class SimulatedPolicy:
     def _answer(self, context: _SimContext, rng: np.random.Generator, wrong: bool) -> str:
         task, problem = context.task, context.problem
         gold_text = context.gold[-1].thought
+        if self.trust_sketches and task.kind == "mcq" and context.last_image is not None:
+            seen = self._seen_answer(task, context.last_image)
+            if seen in problem.options and not (wrong and seen == problem.answer):
+                return task.answer_text(seen)
         if not wrong:
             return gold_text
         if task.kind == "nav":
@@ -135,14 +145,17 @@ class SimulatedPolicy:
                 plan = plan[:-1]
             return task.answer_text(plan)
         wrong_letters = [k for k in sorted(problem.options) if k != problem.answer]
-        seen = None
-        if context.last_image is not None:
-            try:
-                seen = task.answer_for(task.read(context.last_image))
-            except ValueError:
-                seen = None
+        seen = self._seen_answer(task, context.last_image) if context.last_image is not None else None
         letter = seen if seen in wrong_letters else wrong_letters[int(rng.integers(len(wrong_letters)))]
         return task.answer_text(letter)
+
+    @staticmethod
+    def _seen_answer(task, image):
+        """The option the image shows, or None when it does not read back."""
+        try:
+            return task.answer_for(task.read(image))
+        except ValueError:
+            return None
 
     def observe(self, contexts, images, tokens):
         for context, image in zip(contexts, images or [None] * len(contexts)):

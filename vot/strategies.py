@@ -120,7 +120,8 @@ class ComputeOptimalConfig:
     problem is settled once its leading answer has ``margin`` more accepted chains than any other;
     the rest are hard: the less their accepted chains agree (then the larger the problem), the
     sooner they get ``window`` more chains per round, until settled, at ``n`` chains, or out of
-    budget. The answer is the verified
+    budget. With ``refine`` a new chain is a rejected one rewound to its first rejected step
+    (depth), else a fresh sample (width). The answer is the verified
     vote (`vot.selection` rule ``weighted``; with no accepted chain, the greedy chain's answer).
 
     ``budget`` is the mean compute per problem in greedy-chain units: the mean cost of the first
@@ -137,6 +138,7 @@ class ComputeOptimalConfig:
     threshold: float = 0.5
     aggregate: str = "min"
     denoise_cost: float = 1.0
+    refine: bool = True
 
 
 def _search(verifier: Verifier, candidates: int) -> SketchSearch | None:
@@ -388,6 +390,8 @@ def _check_values(name: str, config) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 rule = {"n": "at least 1", "rounds": "non-negative"}.get(f.name, "positive")
                 raise ValueError(f"{name}: {f.name} must be {rule}, got {value!r}")
+        elif f.name == "refine" and not isinstance(value, bool):
+            raise ValueError(f"{name}: refine must be true or false, got {value!r}")
         elif f.name == "aggregate" and value not in AGGREGATES:
             raise ValueError(f"{name}: unknown aggregation {value!r}; expected one of {AGGREGATES}")
         elif f.name == "threshold" and (isinstance(value, bool) or not isinstance(value, (int, float))):
