@@ -35,7 +35,8 @@ def test_vot_data_writes_jsonl_and_pngs(tmp_path):
 
 
 def test_vot_bench_with_an_error_free_simulated_policy_scores_100(tmp_path, capsys):
-    argv = ["bench", "frozenlake-mcq", "--size", "3", "--count", "10", "--n", "1,2", "--error-rate", "0", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel", "--out", str(tmp_path)]
+    argv = ["bench", "frozenlake-mcq", "--size", "3", "--count", "10", "--n", "1,2", "--error-rate", "0", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel", "--out", str(tmp_path),
+            "--strategy", "greedy,best_of_n,weighted_best_of_n,self_consistency"]
     assert main(argv) == 0
     assert "REFERENCE components: oracle, pixel, simulated" in capsys.readouterr().out
     summary = json.loads((tmp_path / "summary.json").read_text())

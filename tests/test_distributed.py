@@ -16,12 +16,14 @@ from vot.bench import BenchConfig, run_bench
 from vot.distributed import Shard, launched, merge_rank_logs
 from run_helpers import without_timing
 
-ARGS = ["maze-mcq-v0", "--size", "3", "--count", "6", "--n", "1,2", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"]
+ARGS = ["maze-mcq-v0", "--size", "3", "--count", "6", "--n", "1,2", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel",
+        "--strategy", "greedy,best_of_n,weighted_best_of_n,self_consistency"]
 
 
 def _config(out, resume=False):
     return BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", encoder="pixel", sizes=[3], count=6,
-                       n=[1, 2], out=str(out), resume=resume)
+                       n=[1, 2], out=str(out), resume=resume,
+                       strategies=["greedy", "best_of_n", "weighted_best_of_n", "self_consistency"])
 
 
 def _lines(out):

@@ -22,16 +22,17 @@ def compute_optimal(problems, reasoner: Reasoner, verifier: Verifier, config) ->
 
     _check_n("compute_optimal", config.n)
     _needs_steps("compute_optimal", verifier)
-    if not 1 <= config.probe <= config.n:
-        raise ValueError(f"compute_optimal: probe must be in [1, n={config.n}], got {config.probe}")
+    if config.probe < 1:
+        raise ValueError(f"compute_optimal: probe must be at least 1, got {config.probe}")
+    probe = min(config.probe, config.n)  # at n = 1: the greedy chain alone
     search = SketchSearch(config.sketch_candidates, verifier) if config.sketch_candidates > 1 else None
     costs = CostModel(1.0, config.denoise_cost)
     pools: list[list[Running]] = [[r] for r in reasoner.start(problems, [0] * len(problems), greedy=True, snapshots=True)]
-    if config.probe > 1:
-        more = reasoner.start([p for p in problems for _ in range(config.probe - 1)],
-                              [j for _ in problems for j in range(1, config.probe)], snapshots=True)
+    if probe > 1:
+        more = reasoner.start([p for p in problems for _ in range(probe - 1)],
+                              [j for _ in problems for j in range(1, probe)], snapshots=True)
         for i, pool in enumerate(pools):
-            pool += more[i * (config.probe - 1):(i + 1) * (config.probe - 1)]
+            pool += more[i * (probe - 1):(i + 1) * (probe - 1)]
     reasoner.complete([r for pool in pools for r in pool], search)
     unit = sum(costs.cost(pool[0].chain.compute) for pool in pools) / max(len(pools), 1)
     budget = config.budget * unit * len(problems)
@@ -43,7 +44,7 @@ def compute_optimal(problems, reasoner: Reasoner, verifier: Verifier, config) ->
         if not open_:
             break
         open_.sort(key=lambda i: (_agreement(problems[i], _chains(pools[i]), verifier, config), -problems[i].meta.get("size", 0), i))
-        later = [r.chain for pool in pools for r in pool[config.probe:]] or [r.chain for pool in pools for r in pool]
+        later = [r.chain for pool in pools for r in pool[probe:]] or [r.chain for pool in pools for r in pool]
         per_chain = sum(costs.cost(c.compute) for c in later) / len(later)  # what a later chain costs, once known
         new: list[Running] = []
         for i in open_:

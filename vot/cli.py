@@ -202,11 +202,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-steps", type=int, default=None, help="denoising steps per sketch (default: the sketcher's)")
     p.add_argument("--encoder", default="auto", help="vision encoder: auto (the policy's own), pixel (reference) or none")
     p.add_argument("--error-rate", type=float, default=0.3, help="chain error rate of the simulated policy")
-    p.add_argument("--strategy", default="greedy,best_of_n,weighted_best_of_n,self_consistency",
-                   help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive")
+    p.add_argument("--strategy", default="greedy,best_of_n,self_consistency,refine,compute_optimal",
+                   help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive, "
+                        "sketch_search, compute_optimal")
     p.add_argument("--verifier", default="consistency", help="selection verifier: consistency or confidence")
-    p.add_argument("--n", type=_sizes, default=[1, 4], help="chains per problem, e.g. 1,4,16")
-    p.add_argument("--set", type=_settings, default={}, help="strategy settings, e.g. width=4,rounds=2,margin=4")
+    p.add_argument("--n", type=_sizes, default=[4], help="chains per problem, e.g. 1,4,16 (sampling strategies: the largest, subsampled)")
+    p.add_argument("--set", type=_settings, default={}, help="strategy settings, e.g. width=4,rounds=2,sketch_candidates=4; "
+                        "strategy.key=value sets one strategy only (compute_optimal.budget=3)")
     p.add_argument("--size", type=_sizes, default=None, help="sizes (default: the task's benchmark sizes)")
     p.add_argument("--count", type=int, default=10, help="problems per size")
     p.add_argument("--seed", type=int, default=0)

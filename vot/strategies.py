@@ -113,7 +113,7 @@ class AdaptiveConfig:
 class ComputeOptimalConfig:
     """Spend a total budget where it buys accuracy (after Snell et al., 2024).
 
-    A first round runs the greedy chain and ``probe - 1`` samples on every problem, every chain with
+    A first round runs the greedy chain and ``probe - 1`` samples (``probe`` at most ``n``) on every problem, every chain with
     up to ``sketch_candidates`` sketches per step (sketch search redraws only rejected sketches, so it
     costs little where the sketcher is right). A chain is
     *accepted* when its verifier step scores, combined by ``aggregate``, reach ``threshold``. A
