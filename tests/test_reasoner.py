@@ -318,3 +318,28 @@ def test_rewind_resamples_from_a_step_and_leaves_the_original_alone():
             assert (x is None and y is None) or np.array_equal(x, y)
         resampled |= {tuple(r.chain.thoughts) for r in rewound}
     assert len(resampled) > 2  # rewinds sample new continuations (and differ from each other)
+
+
+class _SilentPolicy(SimulatedPolicy):
+    """The simulated policy, except that its first thought of every chain is empty (a learned
+    policy can write one)."""
+
+    def _think_one(self, context):
+        thought = super()._think_one(context)
+        if not getattr(context, "silenced", False) and not thought.is_answer:
+            context.silenced = True
+            context.step -= 1  # say the gold action next time instead
+            context.said.pop()
+            return type(thought)("", thought.logprobs, False)
+        return thought
+
+
+def test_an_empty_thought_keeps_the_sketch_and_the_chain_goes_on():
+    task = tasks.get("maze-mcq")
+    problems = generate_split(task, "test", 3, 3, 0)
+    reasoner = Reasoner(_SilentPolicy(0.0), OracleSketcher(task), PixelPatchEncoder())
+    for problem, chains in zip(problems, reasoner.run(problems, 1)):
+        chain = chains[0]
+        assert chain.steps[0].thought == "" and chain.finished and chain.answer is not None
+        assert np.array_equal(np.asarray(chain.steps[0].sketch), np.asarray(problem.image))
+        assert ConsistencyVerifier().step_scores(problem, chain)[0] == 0.0

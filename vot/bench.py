@@ -83,7 +83,7 @@ def validate(config: BenchConfig) -> tasks.Task:
         if name not in STRATEGIES:
             raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
     if config.verifier not in VERIFIERS or config.verifier in ("oracle", "vote"):
-        raise ValueError(f"--verifier must be a non-oracle step-level verifier (consistency, confidence), got {config.verifier!r}")
+        raise ValueError(f"--verifier must be a non-oracle step-level verifier (consistency, confidence, learned), got {config.verifier!r}")
     if not config.n or any(n < 1 for n in config.n):
         raise ValueError(f"--n must list positive integers, got {config.n}")
     if config.device not in ("auto", "cpu", "cuda"):
@@ -229,6 +229,8 @@ def _run_batch(batch, reasoner, selector, config: BenchConfig, log: ChainLog) ->
         candidates = _pool_search_candidates(config)
         pools = reasoner.run(batch, n_max, search=SketchSearch(candidates, selector) if candidates > 1 else None)
         scorers = [ConsistencyVerifier(), ConfidenceVerifier()]
+        if selector.label not in {v.label for v in scorers}:
+            scorers.append(selector)  # e.g. learned: its best-of-k curve is the reported selection
         for problem, chains in zip(batch, pools):
             for chain in chains:
                 scores = {v.label: v.score(problem, chain, chains, _aggregate(config)) for v in scorers}

@@ -79,6 +79,8 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_train(args) -> int:
+    if args.what == "verifier":
+        return _train_verifier(args)
     if args.what == "policy":
         if args.condition_noise:
             raise ValueError("--condition-noise applies to vot train sketcher only")
@@ -92,6 +94,20 @@ def _cmd_train(args) -> int:
                                  condition_noise=args.condition_noise)
     path = train_sketcher(config)
     print(f"saved the sketcher to {path}")
+    return 0
+
+
+def _train_verifier(args) -> int:
+    import tasks
+    from vot.verifier_train import VerifierTrainConfig, train_verifier
+
+    task = tasks.get(args.task if "-" in args.task else f"{args.task}-mcq-v0")
+    config = VerifierTrainConfig(task=task.id, chains_per_problem=args.chains_per_problem,
+                                 problems_per_size=args.problems_per_size or 25, steps=args.steps or 600,
+                                 out=args.out or f"checkpoints/verifier-{task.id}", seed=args.seed,
+                                 sizes=[int(x) for x in args.sizes.split(",")] if args.sizes else [])
+    path = train_verifier(config)
+    print(f"saved the verifier to {path}")
     return 0
 
 
@@ -220,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     p = commands.add_parser("train", help="train a model: vot train sketcher --task maze --preset tiny")
-    p.add_argument("what", choices=["sketcher", "policy"])
+    p.add_argument("what", choices=["sketcher", "policy", "verifier"])
     p.add_argument("--task", required=True, help="sketcher: task id or environment (maze, frozenlake, minibehavior); "
                                                  "policy: task id (maze-mcq-v0)")
     p.add_argument("--mode", default=None, choices=["vot", "cot", "direct"],
@@ -248,7 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-count", type=int, default=16, help="policy only: validation problems per size")
     p.add_argument("--problems-per-size", type=int, default=None,
                    help="policy only: distinct train problems per size (default: the preset's; small sizes of "
-                        "frozenlake-nav have fewer than 1,500)")
+                        "frozenlake-nav have fewer than 1,500); verifier: train problems per size (default 25)")
+    p.add_argument("--chains-per-problem", type=int, default=4,
+                   help="verifier only: sampled chains of the shipped policy per train problem")
+    p.add_argument("--sizes", default=None,
+                   help="verifier only: comma-separated problem sizes (default: in- and out-of-distribution)")
     p.add_argument("--stop-at-accuracy", type=float, default=None,
                    help="policy only: finish early once greedy validation accuracy reaches this (e.g. 1.0)")
     p.add_argument("--preset", default="tiny", choices=["tiny", "base"])

@@ -190,9 +190,16 @@ class Reasoner:
 
     def _draw(self, group: Sequence[Running], candidate: int) -> list[Image.Image]:
         """One sketch per chain of ``group`` (one image size), noise keyed per chain, step and candidate."""
-        generators = [sketch_generator(self.seed, r.problem.id, r.lineage, len(r.chain.steps), candidate) for r in group]
-        return self.sketcher.sketch([r.image for r in group], [r.chain.steps[-1].thought for r in group],
-                                    steps=self.sketch_steps, generator=generators)
+        out = [r.image for r in group]  # an empty thought names nothing to draw: the sketch stays as it was
+        drawing = [i for i, r in enumerate(group) if r.chain.steps[-1].thought.strip()]
+        if drawing:
+            generators = [sketch_generator(self.seed, group[i].problem.id, group[i].lineage, len(group[i].chain.steps), candidate)
+                          for i in drawing]
+            images = self.sketcher.sketch([group[i].image for i in drawing], [group[i].chain.steps[-1].thought for i in drawing],
+                                          steps=self.sketch_steps, generator=generators)
+            for i, image in zip(drawing, images):
+                out[i] = image
+        return out
 
     def _search(self, group: list[Running], images: list[Image.Image], search: SketchSearch):
         """Redraw the sketches the verifier rejects, up to ``search.candidates`` draws per chain."""

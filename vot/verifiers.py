@@ -5,6 +5,8 @@
 - ``consistency``: reads the chain's sketches back with ``Task.read`` and checks each against the
   thought before it and the rules visible in the problem's input (the stated actions, the walls,
   the legal moves), and the answer against the last sketch. Never looks at the gold answer.
+- ``learned``: a small trained process reward model (`vot.learned_verifier`): P(step right) from the
+  step's thought and the vision tokens of its sketch; the shipped one of each MCQ task loads by name.
 - ``oracle``: the gold answer. Only for pass@k; never used for a reported selection.
 """
 from __future__ import annotations
@@ -158,10 +160,22 @@ class OracleVerifier(Verifier):
         return 1.0 if chain.answer is not None and tasks.get(problem.task).check(problem, chain.answer).correct else 0.0
 
 
-VERIFIERS = {"vote": VoteVerifier, "confidence": ConfidenceVerifier, "consistency": ConsistencyVerifier, "oracle": OracleVerifier}
+def learned(model_dir=None, **kwargs) -> Verifier:
+    """The ``learned`` verifier (`vot.learned_verifier.LearnedVerifier`, imported on first use: it
+    needs torch). Without ``model_dir`` it loads the shipped model of each problem's task lazily."""
+    from vot.learned_verifier import LearnedVerifier
+
+    return LearnedVerifier(model_dir, **kwargs)
 
 
-def get_verifier(name: str) -> Verifier:
+learned.label = "learned"
+
+VERIFIERS = {"vote": VoteVerifier, "confidence": ConfidenceVerifier, "consistency": ConsistencyVerifier,
+             "learned": learned, "oracle": OracleVerifier}
+
+
+def get_verifier(name: str, **kwargs) -> Verifier:
+    """A verifier by label; ``kwargs`` go to its constructor (``model_dir=`` for ``learned``)."""
     if name not in VERIFIERS:
         raise ValueError(f"unknown verifier {name!r}; available: {', '.join(VERIFIERS)}")
-    return VERIFIERS[name]()
+    return VERIFIERS[name](**kwargs)
