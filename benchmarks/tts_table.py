@@ -41,10 +41,29 @@ def _groups(run: Path) -> tuple:
     return groups, sizes, relative, pools, summary
 
 
+def _recost(runs_summaries: list[dict], relative: dict) -> dict:
+    """Search groups of runs without greedy: their mean token and denoising-step counts priced with
+    the cost model of the run that has greedy@1, relative to that greedy (one price for all runs)."""
+    base = next((s for s in runs_summaries if "greedy@1" in s["metrics"]), None)
+    if base is None:
+        return relative
+    model = base["compute"]["cost_model"]
+    price = lambda m: m["policy_tokens"] * model["seconds_per_token"] + m["denoising_steps"] * model["seconds_per_denoising_step"]
+    unit = price(base["metrics"]["greedy@1"]["mean_compute"])
+    for summary in runs_summaries:
+        if summary is base:
+            continue
+        for group, metric in summary["metrics"].items():
+            if "mean_compute" in metric:
+                relative[group] = price(metric["mean_compute"]) / unit
+    return relative
+
+
 def table(runs: list[Path]) -> dict:
-    groups, sizes, relative, pools, subsampled = {}, {}, {}, {}, {}
+    groups, sizes, relative, pools, subsampled, summaries = {}, {}, {}, {}, {}, []
     for run in runs:
         g, s, rel, p, summary = _groups(run)
+        summaries.append(summary)
         groups |= g
         sizes |= s
         relative |= rel
@@ -56,6 +75,7 @@ def table(runs: list[Path]) -> dict:
                     per_size = summary["metrics"].get(f"{name}@{n}")
                     if per_size:
                         subsampled[f"{name}@{n}"] = (run, CURVE_OF[name].format(v=verifier), n)
+    relative = _recost(summaries, relative)
     out: dict = {}
     for size in sorted(set(sizes.values())) + ["all"]:
         ids = [pid for pid, s in sizes.items() if size == "all" or s == size]
