@@ -343,3 +343,4 @@ def test_an_empty_thought_keeps_the_sketch_and_the_chain_goes_on():
         assert chain.steps[0].thought == "" and chain.finished and chain.answer is not None
         assert np.array_equal(np.asarray(chain.steps[0].sketch), np.asarray(problem.image))
         assert ConsistencyVerifier().step_scores(problem, chain)[0] == 0.0
+        assert chain.compute.sketches == len(chain.steps) - 2  # neither the empty thought nor the answer drew

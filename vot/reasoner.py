@@ -171,13 +171,13 @@ class Reasoner:
             by_size.setdefault(item.image.size, []).append(item)
         for group in by_size.values():
             began = time.perf_counter()
-            draws = [1] * len(group)
+            draws = [int(bool(r.chain.steps[-1].thought.strip())) for r in group]  # an empty thought draws nothing
             images = self._draw(group, 0)
             if search is not None and search.active:
                 images, draws = self._search(group, images, search)
             tokens = self.encoder.encode(images) if self.encoder is not None else None  # (B, T, D)
             self.policy.observe([r.context for r in group], images, tokens)
-            share = (time.perf_counter() - began) / sum(draws)  # a chain pays for each sketch it drew
+            share = (time.perf_counter() - began) / max(sum(draws), 1)  # a chain pays for each sketch it drew
             for item, image, drawn in zip(group, images, draws):
                 item.image = image
                 item.chain.steps[-1].sketch = image
@@ -213,8 +213,8 @@ class Reasoner:
 
         best = list(images)
         scores = [score(item, image) for item, image in zip(group, images)]
-        draws = [1] * len(group)
-        pending = [i for i, value in enumerate(scores) if value < search.accept]
+        draws = [int(bool(r.chain.steps[-1].thought.strip())) for r in group]
+        pending = [i for i, value in enumerate(scores) if value < search.accept and draws[i]]  # nothing to redraw for an empty thought
         for candidate in range(1, search.candidates):
             if not pending:
                 break
