@@ -1,13 +1,16 @@
-"""`SmallPolicy`: the project's own multimodal policy, decoded incrementally with a KV cache.
+"""`SmallPolicy`: the project's own multimodal policy, decoded incrementally from a batch-resident KV cache.
 
-Each chain's context keeps its own key/value cache (per layer, (kv_heads, L, head_dim)), the
-logits of its next token and the token it ended its last thought with (not yet in the cache). A
-batched call stacks the caches of its chains with *middle padding*: chain i's L_i cached positions,
-then zeros up to the longest, then the new positions; the attention mask hides the zeros and the
-position ids continue each chain's own count. So a batch computes what each chain would alone
-(a test checks batched == one-by-one), and a new sketch's vision tokens are appended to the cache
-without re-running the prefix. Forking a context shares its cache tensors (they are never
-modified in place).
+Every chain's keys and values live in one `vot.lm.kv.SlotCache` (a slot per chain, per-row
+lengths and positions); a context holds its slot, its length, the logits of its next token and
+the token it ended its last thought with (not yet in the cache). A batched call arranges its
+contexts' slots into rows 0..B-1 and feeds new positions at each row's own length under a 4-D
+mask, so a batch computes what each chain would alone (a test checks batched == one-by-one), and a
+new sketch's vision tokens are appended without re-running the prefix. Forks share their parent's
+slot until they are fed (copy on write).
+
+Decoding runs on the device for the whole batch: tokens are drawn by `vot.lm.sampling` (noise keyed
+per chain and token, independent of batching), log-probs gathered in one op, and the host sees one
+flag per token (whether any row is still open) and reads the tokens at the end of the thought.
 """
 from __future__ import annotations
 
@@ -18,33 +21,32 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-import tasks
 from tasks import Problem
 from vision_encoder.patch import images_to_pixels
-from vot.lm.model import IMAGE_SLOT, PolicyModel
-from vot.lm.sequences import context_ids
 from vot.keys import chain_seed
+from vot.lm.kv import Slot, SlotCache
+from vot.lm.model import IMAGE_SLOT, PolicyModel
+from vot.lm.sampling import key_tensor, sample
+from vot.lm.sequences import context_ids
 from vot.policy import Thought
 
 
-@dataclass
+@dataclass(eq=False)
 class LMContext:
     """One chain's state inside `SmallPolicy`."""
 
     problem: Problem
-    cache: list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values (kv_heads, L, head_dim)
-    logits: torch.Tensor | None  # (V,) next-token logits, None before the prefix is fed
-    generator: torch.Generator
+    key: int  # `vot.keys.chain_seed` of the chain: keys its token noise
     greedy: bool
     lineage: tuple[int, ...]
+    slot: Slot | None = None  # where its cached positions live (shared with forks until written)
+    length: int = 0  # cached positions
+    logits: torch.Tensor | None = None  # (V,) next-token logits, None before the prefix is fed
+    drawn: int = 0  # tokens sampled so far (the counter of its token noise)
     pending: list[int] = field(default_factory=list)  # the end token of the last thought, fed by observe
     history: list[int] = field(default_factory=list)  # every position fed so far (IMAGE_SLOT for vision tokens)
     thoughts: int = 0  # thoughts written so far (the next one is headed by index token <thoughts + 1>)
     segment: int = 0  # the segment state after the last fed token (`WordTokenizer.segment_step`)
-
-    @property
-    def length(self) -> int:
-        return self.cache[0][0].shape[1] if self.cache else 0
 
 
 class SmallPolicy:
@@ -55,13 +57,13 @@ class SmallPolicy:
         temperature: sampling temperature (``begin(..., greedy=True)`` or 0 gives argmax).
         top_p: nucleus sampling mass.
         max_thought_tokens: a thought that reaches this length is closed as the answer.
-        seed: with the problem id and the chain's sample index and forks, seeds each chain's own
-            ``torch.Generator``: samples do not depend on batching, order or resuming.
-        device: ``cpu`` or ``cuda`` (bf16 on cuda).
+        seed: with the problem id and the chain's sample index and forks, keys each chain's token
+            noise (`vot.lm.sampling`): samples do not depend on batching, order or resuming.
+        device: ``cpu``, ``cuda`` or ``cuda:N`` (bf16 on CUDA).
 
     Log-probs are those of the model at temperature 1 over the tokens a policy may write (the
-    structural tokens ``<pad> <unk> <bos> <img> </img>`` are masked), for each written token, end
-    token included.
+    structural tokens ``<pad> <unk> <bos> <img> </img>`` and the index tokens are masked), for
+    each written token, end token included.
     """
 
     def __init__(self, model: PolicyModel | str | Path, *, temperature: float = 1.0, top_p: float = 1.0,
@@ -71,7 +73,7 @@ class SmallPolicy:
         if not isinstance(model, PolicyModel):
             model = PolicyModel.from_pretrained(model, device=device)
         self.model = model.to(device).eval()
-        if device == "cuda":
+        if torch.device(device).type == "cuda":
             self.model.to(torch.bfloat16)
         self.tokenizer = model.tokenizer
         self.encoder = model.encoder  # the Reasoner's encoder: vision tokens come in through observe
@@ -80,6 +82,10 @@ class SmallPolicy:
         self.label = f"small-{model.spec.mode}"
         tok = self.tokenizer
         self._banned = torch.tensor([tok.pad, tok.unk, tok.bos, tok.img, tok.img_end, *tok.indices])  # never written
+        config = self.model.decoder.config
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.cache = SlotCache(config.num_hidden_layers, config.num_key_value_heads, head_dim,
+                               device=self.model.device, dtype=self.model.segments.weight.dtype)
 
     @property
     def device(self) -> torch.device:
@@ -92,17 +98,16 @@ class SmallPolicy:
             raise ValueError(f"got {len(problems)} problems but {len(samples)} sample indices")
         task_id = self.model.spec.task
         contexts = []
-        for problem, sample in zip(problems, samples):
+        for problem, sample_index in zip(problems, samples):
             if problem.task != task_id:
                 raise ValueError(f"this policy was trained on {task_id}, not {problem.task} ({problem.id})")
-            lineage = (int(sample),)
-            generator = torch.Generator().manual_seed(chain_seed(self.seed, problem.id, lineage))
-            contexts.append(LMContext(problem, [], None, generator, greedy or self.temperature == 0, lineage))
-        chunks = []
-        for context, vision in zip(contexts, self._encode_each([p.image for p in problems])):
-            chunks.append(self._chunk(context, context_ids(context.problem, self.tokenizer) + [self.tokenizer.img], vision,
-                                      [self.tokenizer.index(1)]))
-        self._feed(contexts, chunks)
+            lineage = (int(sample_index),)
+            contexts.append(LMContext(problem, chain_seed(self.seed, problem.id, lineage),
+                                      greedy or self.temperature == 0, lineage))
+        if contexts:
+            vision = self._encode_each([p.image for p in problems])
+            self._feed_chunks(contexts, [context_ids(c.problem, self.tokenizer) + [self.tokenizer.img] for c in contexts],
+                              vision, [[self.tokenizer.index(1)] for _ in contexts])
         return contexts
 
     @torch.no_grad()
@@ -112,41 +117,54 @@ class SmallPolicy:
         for context in contexts:
             if context.logits is None or context.pending:
                 raise ValueError(f"{context.problem.id}: think called twice without observe in between")
-        batch = _Batch(self.model, list(contexts))
-        written: list[list[int]] = [[] for _ in contexts]
-        logprobs: list[list[float]] = [[] for _ in contexts]
-        open_rows = list(range(len(contexts)))
-        logits = torch.stack([c.logits for c in contexts])  # (B, V)
-        logits[:, self._banned] = float("-inf")
-        ends = (self.tokenizer.eot, self.tokenizer.eos)
-        for _ in range(self.max_thought_tokens):
-            tokens = self._sample(logits, contexts)  # (B,)
-            log_softmax = torch.log_softmax(logits.float(), dim=-1)
-            for row in list(open_rows):
-                token = int(tokens[row])
-                written[row].append(token)
-                logprobs[row].append(float(log_softmax[row, token]))
-                if token in ends:
-                    open_rows.remove(row)
-            if not open_rows:
+        rows = self._claim(contexts)  # row order: contexts[rows[r]] sits in slot row r
+        ordered = [contexts[i] for i in rows]
+        batch, device, tok = len(ordered), self.device, self.tokenizer
+        greedy_rows = [c.greedy for c in ordered]
+        greedy = True if all(greedy_rows) else False if not any(greedy_rows) else torch.tensor(greedy_rows, device=device)
+        keys = key_tensor([c.key for c in ordered], device)  # (B, 2)
+        counters = torch.tensor([c.drawn for c in ordered], device=device)  # (B,)
+        segments = torch.tensor([c.segment for c in ordered], device=device)  # (B,): thoughts never change it
+        lengths = torch.tensor([c.length for c in ordered], device=device)  # (B,)
+        written = torch.full((batch, self.max_thought_tokens), tok.pad, dtype=torch.long, device=device)
+        logprobs = torch.zeros(batch, self.max_thought_tokens, device=device)
+        open_rows = torch.ones(batch, dtype=torch.bool, device=device)
+        banned = self._banned.to(device)
+        logits = torch.stack([c.logits for c in ordered]).float()  # (B, V)
+        longest = max(c.length for c in ordered)
+        embed = self.model.decoder.get_input_embeddings()
+        count = 0
+        for t in range(self.max_thought_tokens):
+            logits[:, banned] = float("-inf")
+            tokens = sample(logits, greedy, keys, counters + t, temperature=self.temperature, top_p=self.top_p)  # (B,)
+            logprobs[:, t] = torch.log_softmax(logits, -1).gather(1, tokens[:, None])[:, 0]
+            written[:, t] = torch.where(open_rows, tokens, tok.pad)
+            open_rows &= (tokens != tok.eot) & (tokens != tok.eos)
+            count = t + 1
+            if t + 1 == self.max_thought_tokens or not bool(open_rows.any()):  # the one transfer per token
                 break
-            embeds = torch.stack([self._embed_ids(c, [int(t)], record=False) for c, t in zip(contexts, tokens)])  # (B, 1, D)
-            for row in open_rows:
-                contexts[row].history.append(int(tokens[row]))
-                contexts[row].segment = self.tokenizer.segment_step(contexts[row].segment, int(tokens[row]))[1]
-            logits = batch.feed(embeds, [1 if r in open_rows else 0 for r in range(len(contexts))])[:, -1].float()  # (B, V)
-            logits[:, self._banned] = float("-inf")
-        batch.store()
-        thoughts = []
-        for context, ids, lps in zip(contexts, written, logprobs):
+            embeds = (embed(tokens) + self.model.segments(segments))[:, None]  # (B, 1, D)
+            real = open_rows.long()  # a closed row's end token waits for observe
+            logits = self._forward(embeds, lengths, real, longest + t + 1)[:, -1].float()  # (B, V)
+            lengths = lengths + real
+        written, logprobs = written[:, :count].tolist(), logprobs[:, :count].tolist()
+        out: list[Thought | None] = [None] * batch
+        ends = (tok.eot, tok.eos)
+        for row, context in enumerate(ordered):
+            ids = written[row]
+            size = next((i + 1 for i, token in enumerate(ids) if token in ends), count)
+            ids, lps = ids[:size], logprobs[row][:size]
             ended = ids[-1] in ends
-            text = self.tokenizer.decode(ids[:-1] if ended else ids)
+            fed = ids[:-1]  # every written token but the last was fed (the last: the end token, or the cut)
+            context.history += fed
+            context.length += len(fed)
+            context.drawn += len(ids)
             context.pending = [ids[-1]] if ended else []
             context.logits = None
             context.thoughts += 1
-            is_answer = not ended or ids[-1] == self.tokenizer.eos
-            thoughts.append(Thought(text, lps, is_answer))
-        return thoughts
+            out[rows[row]] = Thought(tok.decode(ids[:-1] if ended else ids), lps,
+                                     not ended or ids[-1] == tok.eos)
+        return out
 
     @torch.no_grad()
     def observe(self, contexts: Sequence[LMContext], images: Sequence[Image.Image] | None,
@@ -157,21 +175,21 @@ class SmallPolicy:
             raise ValueError(f"got {len(images)} images for {len(contexts)} contexts")
         if tokens is None and images is not None:
             tokens = self._encode_each(images)
-        chunks = []
-        for i, context in enumerate(contexts):
-            ids, after = list(context.pending), [self.tokenizer.index(context.thoughts + 1)]
-            if images is None:
-                chunks.append(self._chunk(context, ids + after, None))
-            else:
-                chunks.append(self._chunk(context, ids + [self.tokenizer.img], tokens[i], after))
+        heads, afters = [], []
+        for context in contexts:
+            heads.append(list(context.pending) + ([self.tokenizer.img] if images is not None else []))
+            afters.append([self.tokenizer.index(context.thoughts + 1)])
             context.pending = []
-        self._feed(list(contexts), chunks)
+        self._feed_chunks(list(contexts), heads, None if images is None else [tokens[i] for i in range(len(contexts))], afters)
 
     def fork(self, context: LMContext, branch: int) -> LMContext:
         lineage = context.lineage + (int(branch),)
-        generator = torch.Generator().manual_seed(chain_seed(self.seed, context.problem.id, lineage))
-        return LMContext(context.problem, context.cache, context.logits, generator, context.greedy, lineage,
-                         list(context.pending), list(context.history), context.thoughts, context.segment)
+        child = LMContext(context.problem, chain_seed(self.seed, context.problem.id, lineage), context.greedy, lineage,
+                          context.slot, context.length, context.logits, context.drawn, list(context.pending),
+                          list(context.history), context.thoughts, context.segment)
+        if child.slot is not None:
+            child.slot.sharers.add(child)
+        return child
 
     # --- helpers --------------------------------------------------------------------------------
     def _encode_each(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
@@ -187,122 +205,69 @@ class SmallPolicy:
                 out[i] = vision[row]
         return out
 
-    def _embed_ids(self, context: LMContext, ids: list[int], record: bool = True) -> torch.Tensor:
-        """Token + segment embeddings of ``ids`` fed next to ``context``: (q, D). ``record=False``
-        (tokens being decoded, which a closed row may discard) leaves the segment state alone."""
-        segments, state = [], context.segment
-        for token in ids:
-            segment, state = self.tokenizer.segment_step(state, token)
-            segments.append(segment)
-        if record:
+    def _claim(self, contexts: Sequence[LMContext]) -> list[int]:
+        """Give every context a slot it may append to, in rows 0..B-1; returns, for each row,
+        the index into ``contexts`` of the context there."""
+        fresh = sum(1 for c in contexts if c.slot is None or len(c.slot.sharers) > 1)  # at most this many new slots
+        self.cache.reserve(self.cache.used + fresh, max(c.length for c in contexts) + 1)
+        claimed: set[int] = set()
+        for context in contexts:
+            self.cache.writable(context, claimed)
+        self.cache.arrange([c.slot for c in contexts], max(c.length for c in contexts))
+        rows = [0] * len(contexts)
+        for i, context in enumerate(contexts):
+            rows[context.slot.index] = i
+        return rows
+
+    def _feed_chunks(self, contexts: list[LMContext], heads: list[list[int]], vision: list[torch.Tensor] | None,
+                     afters: list[list[int]]) -> None:
+        """Feed each context ``heads[i]``, then (if given) its vision tokens (T_i, D) and ``</img>``,
+        then ``afters[i]``, in one batched forward; sets each context's next-token logits."""
+        tok = self.tokenizer
+        rows = self._claim(contexts)
+        ids, segments = [], []
+        for row in range(len(contexts)):
+            i = rows[row]
+            context = contexts[i]
+            chunk = list(heads[i])
+            if vision is not None:
+                chunk += [IMAGE_SLOT] * len(vision[i]) + [tok.img_end]
+            chunk += afters[i]
+            state, row_segments = context.segment, []
+            for token in chunk:
+                segment, state = tok.segment_step(state, token)
+                row_segments.append(segment)
             context.segment = state
-            context.history += ids
-        ids_t = torch.tensor(ids, dtype=torch.long, device=self.device)
-        return self.model.decoder.get_input_embeddings()(ids_t) + self.model.segments(torch.tensor(segments, device=self.device))
+            context.history += chunk
+            ids.append(chunk)
+            segments.append(row_segments)
+        width = max(len(chunk) for chunk in ids)
+        real = torch.tensor([len(chunk) for chunk in ids], device=self.device)  # (B,)
+        ids_t = torch.tensor([chunk + [tok.pad] * (width - len(chunk)) for chunk in ids], device=self.device)  # (B, q)
+        segments_t = torch.tensor([seg + [0] * (width - len(seg)) for seg in segments], device=self.device)
+        pieces = None if vision is None else torch.cat([vision[rows[row]].to(self.device) for row in range(len(contexts))])[None]  # (1, ΣT, D)
+        embeds = self.model.embed(ids_t, pieces, segments_t)  # (B, q, D)
+        lengths = torch.tensor([contexts[rows[row]].length for row in range(len(contexts))], device=self.device)
+        logits = self._forward(embeds, lengths, real, max(c.length for c in contexts) + width)  # (B, q, V)
+        last = logits[torch.arange(len(contexts), device=self.device), real - 1].float()  # (B, V)
+        for row in range(len(contexts)):
+            context = contexts[rows[row]]
+            context.length += len(ids[row])
+            context.logits = last[row]
 
-    def _chunk(self, context: LMContext, ids: list[int], vision: torch.Tensor | None,
-               after: list[int] = ()) -> torch.Tensor:
-        """Embeddings of ``ids``, then (if given) the vision tokens and ``</img>``, then ``after``:
-        (q, D). Recorded in the context's history."""
-        parts = [self._embed_ids(context, ids)] if ids else []
-        if vision is not None:
-            context.history += [IMAGE_SLOT] * len(vision)
-            context.segment = 0
-            parts.append(vision.to(self.device, self.model.segments.weight.dtype))  # vision tokens replace the slot embeddings
-            after = [self.tokenizer.img_end, *after]
-        if after:
-            parts.append(self._embed_ids(context, list(after)))
-        return torch.cat(parts)  # (q, D)
-
-    def _feed(self, contexts: list[LMContext], chunks: list[torch.Tensor]) -> None:
-        width = max(len(c) for c in chunks)
-        embeds = torch.zeros(len(chunks), width, chunks[0].shape[-1], device=self.device, dtype=chunks[0].dtype)
-        for row, chunk in enumerate(chunks):
-            embeds[row, :len(chunk)] = chunk
-        batch = _Batch(self.model, contexts)
-        logits = batch.feed(embeds, [len(c) for c in chunks])  # (B, q, V)
-        batch.store()
-        for row, (context, chunk) in enumerate(zip(contexts, chunks)):
-            context.logits = logits[row, len(chunk) - 1].float()
-
-    def _sample(self, logits: torch.Tensor, contexts: Sequence[LMContext]) -> torch.Tensor:
-        """(B, V) -> (B,) token ids; each row sampled with its own chain's generator."""
-        logits = logits.float().cpu()
-        out = torch.empty(len(contexts), dtype=torch.long)
-        for row, context in enumerate(contexts):
-            if context.greedy:
-                out[row] = int(torch.argmax(logits[row]))
-                continue
-            probs = torch.softmax(logits[row] / self.temperature, dim=-1)
-            if self.top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                keep = torch.cumsum(sorted_probs, 0) - sorted_probs < self.top_p  # always keeps the top token
-                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-            out[row] = int(torch.multinomial(probs, 1, generator=context.generator))
-        return out
-
-
-class _Batch:
-    """Chains' caches stacked with middle padding, fed new positions, and split back."""
-
-    def __init__(self, model: PolicyModel, contexts: list[LMContext]):
-        from transformers import DynamicCache
-
-        self.model, self.contexts = model, contexts
-        self.lengths = [c.length for c in contexts]
-        self.past = max(self.lengths)
-        self.new: list[int] = [0] * len(contexts)  # real new positions per chain (contiguous)
-        device = model.device
-        mask = torch.zeros(len(contexts), self.past, dtype=torch.long, device=device)
-        for row, length in enumerate(self.lengths):
-            mask[row, :length] = 1
-        self.mask = mask
-        self.cache = None
-        if self.past:
-            layers = []
-            for layer in range(len(contexts[0].cache)):
-                keys, values = [], []
-                for context, length in zip(contexts, self.lengths):
-                    k, v = context.cache[layer] if context.cache else (None, None)
-                    keys.append(_pad_to(k, self.past, like=contexts, layer=layer))
-                    values.append(_pad_to(v, self.past, like=contexts, layer=layer, values=True))
-                layers.append((torch.stack(keys), torch.stack(values)))  # (B, H, past, d)
-            self.cache = DynamicCache(ddp_cache_data=layers)
-
-    def feed(self, embeds: torch.Tensor, real: list[int]) -> torch.Tensor:
-        """embeds (B, q, D), the first ``real[i]`` positions of row i real -> logits (B, q, V)."""
+    def _forward(self, embeds: torch.Tensor, lengths: torch.Tensor, real: torch.Tensor, span: int) -> torch.Tensor:
+        """embeds (B, q, D) fed to rows 0..B-1 of the cache at each row's ``lengths`` (B,); the
+        first ``real`` (B,) positions of a row are real (the rest write garbage past its length,
+        which the next call overwrites); ``span`` (from the host, so no transfer) bounds every
+        row's length + q -> logits (B, q, V)."""
         batch, width = embeds.shape[:2]
-        step_mask = (torch.arange(width, device=embeds.device)[None] < torch.tensor(real, device=embeds.device)[:, None])
-        positions = torch.tensor([length + new for length, new in zip(self.lengths, self.new)], device=embeds.device)
-        position_ids = positions[:, None] + torch.arange(width, device=embeds.device)[None]  # (B, q)
-        self.mask = torch.cat([self.mask, step_mask.long()], dim=1)
-        out = self.model.decoder(inputs_embeds=embeds, attention_mask=self.mask, position_ids=position_ids,
-                                 past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
-        self._real = getattr(self, "_real", []) + [step_mask]
-        for row, n in enumerate(real):
-            self.new[row] += n
-        return out.logits  # (B, q, V)
-
-    def store(self) -> None:
-        """Write each chain's grown cache back: its old positions plus its real new ones."""
-        if not getattr(self, "_real", None):
-            return
-        real = torch.cat(self._real, dim=1)  # (B, fed)
-        for row, context in enumerate(self.contexts):
-            keep = torch.cat([torch.arange(self.lengths[row]),
-                              self.past + torch.nonzero(real[row].cpu()).flatten()]).to(self.model.device)
-            context.cache = [(layer.keys[row].index_select(1, keep), layer.values[row].index_select(1, keep))
-                             for layer in self.cache.layers]
-
-
-def _pad_to(tensor: torch.Tensor | None, length: int, *, like: list[LMContext], layer: int,
-            values: bool = False) -> torch.Tensor:
-    """(H, L, d) -> (H, length, d), zeros after the real positions."""
-    if tensor is None:
-        reference = next(c.cache[layer][1 if values else 0] for c in like if c.cache)
-        return reference.new_zeros(reference.shape[0], length, reference.shape[2])
-    if tensor.shape[1] == length:
-        return tensor
-    pad = tensor.new_zeros(tensor.shape[0], length - tensor.shape[1], tensor.shape[2])
-    return torch.cat([tensor, pad], dim=1)
+        device = embeds.device
+        positions = lengths[:, None] + torch.arange(width, device=device)[None]  # (B, q)
+        keys = torch.arange(span, device=device)  # (K,)
+        visible = (keys[None, None] <= positions[:, :, None]) & (keys[None, None] < (lengths + real)[:, None, None])  # (B, q, K)
+        dtype = embeds.dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
+        cache = self.cache.view(batch, positions, span)
+        out = self.model.decoder(inputs_embeds=embeds, attention_mask=mask[:, None], position_ids=positions,
+                                 cache=cache, use_cache=True)
+        return out.logits

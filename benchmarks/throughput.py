@@ -1,0 +1,148 @@
+"""Throughput of the reasoning loop against batch size, and of the decoder alone.
+
+    python benchmarks/throughput.py [--bundle maze] [--sizes 5,8] [--batches 1,8,64,256]
+                                    [--sketchers oracle,default] [--device cpu] [--out FILE.json]
+
+Full loop: ``Reasoner.run`` of the shipped bundle, greedy, one chain per problem, ``batch`` problems
+advanced together; chains/s and policy tokens/s over ``max(batch, --min-chains)`` chains (batches
+run one after another). Decoder alone: ``policy.think`` once over ``batch`` freshly begun contexts,
+forced to write ``--new-tokens`` tokens each, and on the same decoder with a prompt of the same mean
+length, HF ``generate`` with a dynamic and a static cache (prefill time subtracted).
+
+Only the public API is used (``vot.load``, ``Reasoner.run``, ``policy.begin/think``), so the same
+script times an older checkout: ``PYTHONPATH=/path/to/old/checkout python benchmarks/throughput.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+import torch
+
+
+def _problems(task, size, count, seed=0):
+    rng = np.random.default_rng([seed, size])
+    return [task.generate(rng, size=size) for _ in range(count)]
+
+
+def loop_rate(reasoner, problems, batch):
+    """(chains/s, tokens/s) of greedy chains, ``batch`` at a time."""
+    began, tokens = time.perf_counter(), 0
+    for start in range(0, len(problems), batch):
+        for group in reasoner.run(problems[start:start + batch], n=1, greedy=True):
+            tokens += group[0].compute.policy_tokens
+    seconds = time.perf_counter() - began
+    return len(problems) / seconds, tokens / seconds
+
+
+def decode_rate(policy, problems, new):
+    """(decode tokens/s, mean context length): one ``think`` over freshly begun contexts, with the
+    end tokens banned so that every row writes exactly ``new`` tokens (``new - 1`` decoder steps:
+    the first token comes from the prefill's logits)."""
+    saved = policy._banned, policy.max_thought_tokens
+    tok = policy.tokenizer
+    policy._banned = torch.cat([saved[0], torch.tensor([tok.eot, tok.eos])])
+    policy.max_thought_tokens = new
+    try:
+        contexts = policy.begin(problems, [0] * len(problems), greedy=True)
+        lengths = [_length(c) for c in contexts]
+        began = time.perf_counter()
+        thoughts = policy.think(contexts)
+        seconds = time.perf_counter() - began
+    finally:
+        policy._banned, policy.max_thought_tokens = saved
+    assert all(len(t.logprobs) == new for t in thoughts)
+    return len(problems) * (new - 1) / seconds, float(np.mean(lengths))
+
+
+def _length(context):
+    for name in ("length",):
+        if hasattr(context, name):
+            return int(getattr(context, name))
+    return 0
+
+
+def generate_rate(decoder, batch, prompt, new, cache):
+    """Decode tokens/s of HF ``generate`` after ``prompt`` random ids: the time of writing
+    ``new`` tokens less that of writing 1 (the prefill), over ``new - 1`` decoder steps."""
+    ids = torch.randint(10, decoder.config.vocab_size, (batch, prompt), device=decoder.device)
+
+    def timed(count):
+        kwargs = dict(max_new_tokens=count, min_new_tokens=count, do_sample=False,
+                      pad_token_id=decoder.config.pad_token_id)
+        if cache == "static":
+            kwargs["cache_implementation"] = "static"
+        began = time.perf_counter()
+        decoder.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        return time.perf_counter() - began
+
+    timed(2)  # warm-up
+    return batch * (new - 1) / max(timed(new) - timed(1), 1e-9)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bundle", default="maze")
+    parser.add_argument("--sizes", default="5,8")
+    parser.add_argument("--batches", default="1,8,64,256")
+    parser.add_argument("--sketchers", default="oracle,default")
+    parser.add_argument("--min-chains", type=int, default=16, help="chains timed per point at least")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    parser.add_argument("--new-tokens", type=int, default=32, help="tokens per row in the decoder-alone timing")
+    parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import tasks
+    import vot
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    batches = [int(b) for b in args.batches.split(",")]
+    record = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+                         f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}",
+              "date": time.strftime("%Y-%m-%d"), "engine": os.environ.get("PYTHONPATH", "this checkout"),
+              "loop": [], "decode": []}
+    for sketcher in args.sketchers.split(","):
+        reasoner = vot.load(args.bundle, sketcher=sketcher, device=args.device)
+        task = tasks.get(reasoner.policy.model.spec.task)
+        for size in sizes:
+            for batch in batches:
+                problems = _problems(task, size, max(batch, args.min_chains))
+                reasoner.run(problems[:1], n=1, greedy=True)  # warm-up
+                chains, tokens = loop_rate(reasoner, problems, batch)
+                row = dict(sketcher=sketcher, size=size, batch=batch, chains=len(problems),
+                           chains_per_s=round(chains, 2), tokens_per_s=round(tokens, 1))
+                record["loop"].append(row)
+                print(json.dumps(row), flush=True)
+    policy = vot.load(args.bundle, sketcher="oracle", device=args.device).policy
+    task = tasks.get(policy.model.spec.task)
+    for size in sizes:
+        for batch in batches:
+            problems = _problems(task, size, batch, seed=1)
+            decode_rate(policy, problems[:1], 4)  # warm-up
+            ours, length = decode_rate(policy, problems, args.new_tokens)
+            row = dict(size=size, batch=batch, context=round(length), new_tokens=args.new_tokens,
+                       engine_tokens_per_s=round(ours, 1))
+            if not args.skip_generate:
+                for cache in ("dynamic", "static"):
+                    row[f"generate_{cache}_tokens_per_s"] = round(
+                        generate_rate(policy.model.decoder, batch, int(length), args.new_tokens, cache), 1)
+            record["decode"].append(row)
+            print(json.dumps(row), flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""A batch-resident KV cache: one tensor for every chain's keys and values, a slot per chain.
+
+`SlotCache.data` is (layers, 2, slots, kv_heads, capacity, head_dim) (2: keys, values), grown in
+chunks of slots and of positions. A chain's context holds a `Slot` handle and its own length; its
+cached positions are ``data[:, :, slot.index, :, :length]``. A batched call over B contexts first
+`arrange`s their slots into rows 0..B-1 (moving only the slots that are outside), so the decoder
+reads ``data[:, :, :B]`` as a view: nothing is restacked per call or per token.
+
+Forks share. A fork is a second context on the same slot at the same length. A context may write
+in place only at and after its own length, and only while no other live context on the slot is
+longer (`SlotCache.writable`); otherwise it first copies its prefix to a fresh slot. So a
+refinement snapshot or a beam fork costs nothing until it is fed, and the parent's prefix is never
+overwritten. A slot is released when the last context holding it is garbage collected.
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Sequence
+
+import torch
+from transformers.cache_utils import Cache
+
+
+class Slot:
+    """A handle on one slot of a `SlotCache`; ``index`` moves when `SlotCache.arrange` moves it."""
+
+    __slots__ = ("pool", "index", "sharers", "__weakref__")
+
+    def __init__(self, pool: "SlotCache", index: int):
+        self.pool, self.index = pool, index
+        self.sharers: weakref.WeakSet = weakref.WeakSet()  # the contexts that read this slot
+
+    def __del__(self):
+        pool = self.pool
+        if pool is not None:
+            pool._release(self.index)
+
+
+class SlotCache:
+    """Keys and values of every chain of one policy (see the module docstring)."""
+
+    def __init__(self, layers: int, kv_heads: int, head_dim: int, *, device, dtype,
+                 slot_chunk: int = 8, length_chunk: int = 256):
+        self.shape = (layers, 2, kv_heads, head_dim)
+        self.device, self.dtype = torch.device(device), dtype
+        self.slot_chunk, self.length_chunk = slot_chunk, length_chunk
+        self.data = torch.zeros(layers, 2, 0, kv_heads, 0, head_dim, device=self.device, dtype=dtype)
+        self.owners: list[weakref.ref | None] = []  # the Slot at each index (None: free)
+
+    @property
+    def slots(self) -> int:
+        return self.data.shape[2]
+
+    @property
+    def used(self) -> int:
+        """Slots held by live contexts."""
+        return sum(1 for owner in self.owners if owner is not None and owner() is not None)
+
+    @property
+    def capacity(self) -> int:
+        return self.data.shape[4]
+
+    # --- slots ----------------------------------------------------------------------------------
+    def allocate(self) -> Slot:
+        """A fresh slot (its contents are garbage until written)."""
+        free = [i for i, owner in enumerate(self.owners) if owner is None]
+        if not free:
+            self.reserve(2 * self.slots + 1, self.capacity)
+            free = [i for i, owner in enumerate(self.owners) if owner is None]
+        slot = Slot(self, free[0])
+        self.owners[free[0]] = weakref.ref(slot)
+        return slot
+
+    def _release(self, index: int) -> None:
+        if index < len(self.owners):
+            self.owners[index] = None
+
+    def reserve(self, slots: int, length: int) -> None:
+        """Grow (in chunks) to hold at least ``slots`` slots of ``length`` positions."""
+        if slots <= self.slots and length <= self.capacity:
+            return
+        grow = lambda have, need, chunk: have if need <= have else -(-max(need, have + have // 2) // chunk) * chunk
+        new_slots = grow(self.slots, slots, self.slot_chunk)
+        new_capacity = grow(self.capacity, length, self.length_chunk)
+        layers, two, heads, dim = self.shape
+        data = torch.zeros(layers, two, new_slots, heads, new_capacity, dim, device=self.device, dtype=self.dtype)
+        data[:, :, :self.slots, :, :self.capacity] = self.data
+        self.data = data
+        self.owners += [None] * (new_slots - len(self.owners))
+
+    def copy_prefix(self, source: Slot, target: Slot, length: int) -> None:
+        """target[:length] = source[:length]."""
+        if length:
+            self.data[:, :, target.index, :, :length] = self.data[:, :, source.index, :, :length]
+
+    def writable(self, context, claimed: set[int]) -> None:
+        """Give ``context`` (with ``.slot`` and ``.length``) a slot it may append to, copying its
+        prefix when another live context on its slot is longer or the slot is ``claimed`` by
+        another writer of the same call. Adds the slot's index to ``claimed``."""
+        slot = context.slot
+        if slot is None:
+            context.slot = slot = self.allocate()
+            slot.sharers.add(context)
+        elif id(slot) in claimed or any(other.length > context.length for other in slot.sharers if other is not context):
+            fresh = self.allocate()
+            self.reserve(self.slots, context.length)
+            self.copy_prefix(context.slot, fresh, context.length)
+            slot.sharers.discard(context)
+            context.slot = slot = fresh
+            slot.sharers.add(context)
+        claimed.add(id(slot))
+
+    def arrange(self, slots: Sequence[Slot], length: int) -> None:
+        """Move the distinct ``slots`` into indices 0..len(slots)-1 (in any order), swapping out
+        whatever sat there; positions beyond ``length`` are not copied."""
+        rows = len(slots)
+        inside = {s.index for s in slots if s.index < rows}
+        targets = (i for i in range(rows) if i not in inside)
+        source, target = [], []
+        for slot in (s for s in slots if s.index >= rows):
+            to = next(targets)
+            displaced = self.owners[to]() if self.owners[to] is not None else None
+            source.append(slot.index)
+            target.append(to)
+            if displaced is not None:  # swap the two slots
+                source.append(to)
+                target.append(slot.index)
+                displaced.index = slot.index
+            self.owners[slot.index] = self.owners[to] if displaced is not None else None
+            self.owners[to] = weakref.ref(slot)
+            slot.index = to
+        if source and length:
+            src = torch.tensor(source, device=self.device)
+            self.data[:, :, target, :, :length] = self.data[:, :, src, :, :length]
+
+    def view(self, rows: int, positions: torch.Tensor, length: int) -> "SlotView":
+        """A transformers `Cache` over rows 0..rows-1 that writes new keys at ``positions`` (B, q)
+        and attends over the first ``length`` positions."""
+        self.reserve(rows, length)
+        return SlotView(self, rows, positions, length)
+
+
+class SlotView(Cache):
+    """The transformers `Cache` one forward call sees: ``update`` writes the new keys and values
+    into the pool at each row's own positions and returns the rows' first ``length`` positions."""
+
+    def __init__(self, pool: SlotCache, rows: int, positions: torch.Tensor, length: int):
+        super().__init__(layers=[])
+        self.pool, self.rows, self.length = pool, rows, length
+        self.positions = positions  # (B, q)
+        self.row_ids = torch.arange(rows, device=positions.device)[:, None]  # (B, 1)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        """key_states, value_states (B, kv_heads, q, head_dim) -> the rows' keys and values, (B, kv_heads, length, head_dim)."""
+        keys, values = self.pool.data[layer_idx, 0], self.pool.data[layer_idx, 1]  # (S, H, C, d)
+        keys[self.row_ids, :, self.positions] = key_states.transpose(1, 2).to(keys.dtype)  # (B, q, H, d)
+        values[self.row_ids, :, self.positions] = value_states.transpose(1, 2).to(values.dtype)
+        return keys[:self.rows, :, :self.length], values[:self.rows, :, :self.length]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.length
+
+    def __len__(self) -> int:
+        return self.pool.shape[0]
