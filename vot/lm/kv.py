@@ -46,6 +46,7 @@ class SlotCache:
         self.slot_chunk, self.length_chunk = slot_chunk, length_chunk
         self.data = torch.zeros(layers, 2, 0, kv_heads, 0, head_dim, device=self.device, dtype=dtype)
         self.owners: list[weakref.ref | None] = []  # the Slot at each index (None: free)
+        self.extent: list[int] = []  # per index, a bound on the positions ever written there
 
     @property
     def slots(self) -> int:
@@ -87,11 +88,13 @@ class SlotCache:
         data[:, :, :self.slots, :, :self.capacity] = self.data
         self.data = data
         self.owners += [None] * (new_slots - len(self.owners))
+        self.extent += [0] * (new_slots - len(self.extent))
 
     def copy_prefix(self, source: Slot, target: Slot, length: int) -> None:
         """target[:length] = source[:length]."""
         if length:
             self.data[:, :, target.index, :, :length] = self.data[:, :, source.index, :, :length]
+        self.extent[target.index] = length
 
     def writable(self, context, claimed: set[int]) -> None:
         """Give ``context`` (with ``.slot`` and ``.length``) a slot it may append to, copying its
@@ -110,9 +113,9 @@ class SlotCache:
             slot.sharers.add(context)
         claimed.add(id(slot))
 
-    def arrange(self, slots: Sequence[Slot], length: int) -> None:
+    def arrange(self, slots: Sequence[Slot]) -> None:
         """Move the distinct ``slots`` into indices 0..len(slots)-1 (in any order), swapping out
-        whatever sat there; positions beyond ``length`` are not copied."""
+        whatever sat there (each moved slot's written extent is copied)."""
         rows = len(slots)
         inside = {s.index for s in slots if s.index < rows}
         targets = (i for i in range(rows) if i not in inside)
@@ -128,7 +131,9 @@ class SlotCache:
                 displaced.index = slot.index
             self.owners[slot.index] = self.owners[to] if displaced is not None else None
             self.owners[to] = weakref.ref(slot)
+            self.extent[slot.index], self.extent[to] = (self.extent[to] if displaced is not None else 0), self.extent[slot.index]
             slot.index = to
+        length = max((self.extent[i] for i in target), default=0)
         if source and length:
             src = torch.tensor(source, device=self.device)
             self.data[:, :, target, :, :length] = self.data[:, :, src, :, :length]
@@ -137,6 +142,8 @@ class SlotCache:
         """A transformers `Cache` over rows 0..rows-1 that writes new keys at ``positions`` (B, q)
         and attends over the first ``length`` positions."""
         self.reserve(rows, length)
+        for row in range(rows):
+            self.extent[row] = max(self.extent[row], length)
         return SlotView(self, rows, positions, length)
 
 

@@ -213,7 +213,7 @@ class SmallPolicy:
         claimed: set[int] = set()
         for context in contexts:
             self.cache.writable(context, claimed)
-        self.cache.arrange([c.slot for c in contexts], max(c.length for c in contexts))
+        self.cache.arrange([c.slot for c in contexts])
         rows = [0] * len(contexts)
         for i, context in enumerate(contexts):
             rows[context.slot.index] = i

@@ -44,7 +44,7 @@ def uniforms(keys: torch.Tensor, counters: torch.Tensor, vocab: int) -> torch.Te
     h = _mix(keys[:, 1] ^ h)  # (B,)
     ids = _mul32(torch.arange(vocab, device=keys.device), _GOLDEN)  # (V,)
     h = _mix(_mix(h[:, None] ^ ids[None]))  # (B, V)
-    return ((h >> 8).float() + 0.5) * (1.0 / (1 << 24))
+    return ((h >> 9).float() + 0.5) * (1.0 / (1 << 23))  # 23 bits: the largest value stays below 1 in float32
 
 
 def sample(logits: torch.Tensor, greedy: torch.Tensor | bool, keys: torch.Tensor, counters: torch.Tensor, *,
