@@ -89,34 +89,57 @@ class SketchPipeline(DiffusionPipeline):
     def __call__(self, prev_images: Sequence[Image.Image], thoughts: Sequence[str], num_inference_steps: int = 10,
                  generator: torch.Generator | None = None) -> list[Image.Image]:
         check_sketch_inputs(prev_images, thoughts)
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be at least 1, got {num_inference_steps}")
-        factor = patch_size(self.unet) * 2 ** (len(self.unet.config.block_out_channels) - 1)
         for i, image in enumerate(prev_images):
             if image.mode != "RGB":
                 raise ValueError(f"prev_images[{i}] has mode {image.mode}; expected RGB")
-            if image.width % factor or image.height % factor:
-                raise ValueError(f"prev_images[{i}] is {image.width}x{image.height}; sides must be multiples of {factor}")
-        if isinstance(generator, (list, tuple)):
-            if len(generator) != len(prev_images):
-                raise ValueError(f"got {len(generator)} generators for {len(prev_images)} images")
-            generators = list(generator)
-        else:
-            generators = [generator] * len(prev_images)
         out: list[Image.Image | None] = [None] * len(prev_images)
         by_size: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(prev_images):
             by_size.setdefault(image.size, []).append(i)
+        generators = self._generators(generator, len(prev_images))
         for indices in by_size.values():
-            images = self._denoise([prev_images[i] for i in indices], [thoughts[i] for i in indices],
-                                   num_inference_steps, [generators[i] for i in indices])
-            for i, image in zip(indices, images):
+            prev = images_to_tensor([prev_images[i] for i in indices])
+            drawn = self.sketch_pixels(prev, [thoughts[i] for i in indices], steps=num_inference_steps,
+                                       generator=[generators[i] for i in indices])
+            for i, image in zip(indices, tensor_to_images(drawn)):
                 out[i] = image
         return out
 
-    def _denoise(self, prev_images, thoughts, steps, generators) -> list[Image.Image]:
+    @torch.no_grad()
+    def sketch_pixels(self, prev: torch.Tensor, thoughts: Sequence[str], *, steps: int | None = None,
+                      generator=None) -> torch.Tensor:
+        """The tensor form of `sketch`, for a loop that keeps sketches on the device: ``prev``
+        (B, 3, H, W) in [-1, 1] (one size) -> the next sketches, (B, 3, H, W) on the UNet's device,
+        on the 8-bit grid (what the PIL form would read back), so both forms give the same pixels."""
+        steps = steps or self.default_steps
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be at least 1, got {steps}")
+        if prev.ndim != 4 or prev.shape[1] != 3:
+            raise ValueError(f"prev must be (B, 3, H, W), got {tuple(prev.shape)}")
+        if len(thoughts) != len(prev):
+            raise ValueError(f"got {len(prev)} previous images but {len(thoughts)} thoughts")
+        for i, thought in enumerate(thoughts):
+            if not isinstance(thought, str) or not thought.strip():
+                raise ValueError(f"thoughts[{i}] is empty")
+        factor = patch_size(self.unet) * 2 ** (len(self.unet.config.block_out_channels) - 1)
+        height, width = prev.shape[-2:]
+        if width % factor or height % factor:
+            raise ValueError(f"prev_images are {width}x{height}; sides must be multiples of {factor}")
+        sample = self._denoise(prev, list(thoughts), steps, self._generators(generator, len(prev)))
+        return ((sample.float().clamp(-1, 1) + 1.0) * 127.5).round() / 127.5 - 1.0  # (B, 3, H, W), 8-bit grid
+
+    @staticmethod
+    def _generators(generator, count: int) -> list:
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != count:
+                raise ValueError(f"got {len(generator)} generators for {count} images")
+            return list(generator)
+        return [generator] * count
+
+    def _denoise(self, prev: torch.Tensor, thoughts, steps, generators) -> torch.Tensor:
+        """prev (B, 3, H, W) in [-1, 1] -> denoised (B, 3, H, W) on the UNet's device."""
         device, dtype = self.unet.device, self.unet.dtype
-        prev = images_to_tensor(prev_images).to(device=device, dtype=dtype)  # (B, 3, H, W)
+        prev = prev.to(device=device, dtype=dtype)  # (B, 3, H, W)
         condition = encode_text(self.tokenizer, self.text_encoder, list(thoughts), device).to(dtype)  # (B, D)
         shape = (1,) + tuple(prev.shape[1:])
         noise = [torch.randn(shape, generator=g, device=g.device if g is not None else "cpu") for g in generators]
@@ -129,4 +152,4 @@ class SketchPipeline(DiffusionPipeline):
         if self.output_levels:
             steps_between = self.output_levels - 1
             sample = ((sample.float().clamp(-1, 1) + 1) / 2 * steps_between).round() / steps_between * 2 - 1  # (B, 3, H, W)
-        return tensor_to_images(sample)
+        return sample

@@ -107,3 +107,22 @@ def test_shipped_bundle_chains_of_mixed_sizes_equal_one_by_one():
         assert [[[s.thought for s in c.steps] for c in g] for g in together] == \
                [[[s.thought for s in c.steps] for c in g] for g in alone]
         assert max(len(c.steps) for g in together for c in g) > 4  # real multi-step chains
+
+
+def test_sketches_kept_on_the_device_give_the_chains_of_the_pil_path():
+    import vot
+
+    on = vot.load("maze", max_steps=8)
+    off = vot.load("maze", max_steps=8)
+    off.sketches_on_device = False
+    assert on.on_device and not off.on_device
+    task = tasks.get("maze-mcq-v0")
+    problems = [task.generate(np.random.default_rng(10 + i), size=size) for i, size in enumerate([3, 5, 4])]
+    a, b = on.run(problems, n=2), off.run(problems, n=2)
+    for group_a, group_b in zip(a, b):
+        for x, y in zip(group_a, group_b):
+            assert [s.thought for s in x.steps] == [s.thought for s in y.steps]
+            for s, t in zip(x.steps, y.steps):
+                assert (s.sketch is None) == (t.sketch is None)
+                if s.sketch is not None:
+                    assert np.array_equal(np.asarray(s.sketch), np.asarray(t.sketch))

@@ -124,6 +124,11 @@ class PatchEncoder(nn.Module):
         return hidden
 
     @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixels already on a device, (B, 3, H, W) in [-1, 1] -> vision tokens (B, T, dim)."""
+        return self(pixels.to(self.device))
+
+    @torch.no_grad()
     def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """PIL images of one size -> vision tokens (B, T, dim)."""
         if not images:

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+import torch
 from PIL import Image
 
 from tasks import Problem
@@ -36,6 +37,7 @@ class Running:
     branches: int = field(default=0, repr=False)
     snapshots: list | None = field(default=None, repr=False)  # (context, image) before each step, for rewind
     lineage: tuple[int, ...] = ()  # (sample, fork branch, ...): keys this chain's sketch noise
+    pixels: Any = field(default=None, repr=False)  # ``image`` as a device tensor (3, H, W), when the loop keeps one
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,12 @@ class Reasoner:
         sketch_steps: denoising steps per sketch (default: the sketcher's own).
         seed: with the problem id, the chain's lineage and the step, keys each sketch's noise; the
             sketcher gets one ``torch.Generator`` per image.
+        sketches_on_device: keep sketches as device tensors from the sketcher to the encoder when
+            both support it (`on_device`); False goes through PIL images (the same pixels).
     """
 
     def __init__(self, policy, sketcher, encoder=None, *, max_steps: int = 64, sketch_steps: int | None = None,
-                 seed: int = 0):
+                 seed: int = 0, sketches_on_device: bool = True):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -84,6 +88,7 @@ class Reasoner:
         self.max_steps = max_steps
         self.sketch_steps = sketch_steps if sketch_steps is not None else getattr(sketcher, "default_steps", 0)
         self.seed = seed
+        self.sketches_on_device = sketches_on_device
         self.callbacks: list[StepCallback] = []
 
     def on_step(self, callback: StepCallback) -> StepCallback:
@@ -117,7 +122,7 @@ class Reasoner:
         context = self.policy.fork(item.context, item.branches)
         snapshots = list(item.snapshots) if item.snapshots is not None else None
         return Running(item.chain.fork(sample), context, item.image, item.problem, item.done, snapshots=snapshots,
-                       lineage=item.lineage + (item.branches,))
+                       lineage=item.lineage + (item.branches,), pixels=item.pixels)
 
     def rewind(self, item: Running, keep_steps: int, sample: int) -> Running:
         """A new chain that keeps the first ``keep_steps`` steps of ``item`` and resamples from
@@ -172,14 +177,18 @@ class Reasoner:
         for group in by_size.values():
             began = time.perf_counter()
             draws = [int(bool(r.chain.steps[-1].thought.strip())) for r in group]  # an empty thought draws nothing
-            images = self._draw(group, 0)
+            images, pixels = self._draw(group, 0)
             if search is not None and search.active:
-                images, draws = self._search(group, images, search)
-            tokens = self.encoder.encode(images) if self.encoder is not None else None  # (B, T, D)
+                images, pixels, draws = self._search(group, images, pixels, search)
+            if pixels is not None:  # the sketches never left the device
+                tokens = self.encoder.encode_pixels(torch.stack(pixels))  # (B, T, D)
+            else:
+                tokens = self.encoder.encode(images) if self.encoder is not None else None  # (B, T, D)
             self.policy.observe([r.context for r in group], images, tokens)
             share = (time.perf_counter() - began) / max(sum(draws), 1)  # a chain pays for each sketch it drew
-            for item, image, drawn in zip(group, images, draws):
+            for row, (item, image, drawn) in enumerate(zip(group, images, draws)):
                 item.image = image
+                item.pixels = pixels[row] if pixels is not None else None
                 item.chain.steps[-1].sketch = image
                 compute = item.chain.compute
                 compute.sketches += drawn
@@ -188,20 +197,45 @@ class Reasoner:
                 compute.wall_seconds += share * drawn
                 compute.sketch_seconds += share * drawn
 
-    def _draw(self, group: Sequence[Running], candidate: int) -> list[Image.Image]:
-        """One sketch per chain of ``group`` (one image size), noise keyed per chain, step and candidate."""
+    @property
+    def on_device(self) -> bool:
+        """Whether sketches stay device tensors from the sketcher to the encoder (a sketcher with
+        ``sketch_pixels`` and an encoder with ``encode_pixels``); PIL images are still made for the
+        chain's log, the verifiers and the readers."""
+        return (self.sketches_on_device and hasattr(self.sketcher, "sketch_pixels")
+                and hasattr(self.encoder, "encode_pixels"))
+
+    def _draw(self, group: Sequence[Running], candidate: int):
+        """One sketch per chain of ``group`` (one image size), noise keyed per chain, step and
+        candidate: (PIL images, device tensors (3, H, W) or None off the device path)."""
         out = [r.image for r in group]  # an empty thought names nothing to draw: the sketch stays as it was
         drawing = [i for i, r in enumerate(group) if r.chain.steps[-1].thought.strip()]
+        pixels = None
+        if self.on_device:
+            from imagegen.pipeline import images_to_tensor
+
+            device = getattr(self.sketcher, "device", "cpu")
+            pixels = [r.pixels if r.pixels is not None else images_to_tensor([r.image])[0].to(device) for r in group]
         if drawing:
             generators = [sketch_generator(self.seed, group[i].problem.id, group[i].lineage, len(group[i].chain.steps), candidate)
                           for i in drawing]
-            images = self.sketcher.sketch([group[i].image for i in drawing], [group[i].chain.steps[-1].thought for i in drawing],
-                                          steps=self.sketch_steps, generator=generators)
+            thoughts = [group[i].chain.steps[-1].thought for i in drawing]
+            if pixels is not None:
+                from imagegen.pipeline import tensor_to_images
+
+                prev = torch.stack([pixels[i] for i in drawing])  # (N, 3, H, W)
+                drawn = self.sketcher.sketch_pixels(prev, thoughts, steps=self.sketch_steps, generator=generators)
+                images = tensor_to_images(drawn)  # one transfer to the host, for the log and the readers
+                for row, i in enumerate(drawing):
+                    pixels[i] = drawn[row]
+            else:
+                images = self.sketcher.sketch([group[i].image for i in drawing], thoughts, steps=self.sketch_steps,
+                                              generator=generators)
             for i, image in zip(drawing, images):
                 out[i] = image
-        return out
+        return out, pixels
 
-    def _search(self, group: list[Running], images: list[Image.Image], search: SketchSearch):
+    def _search(self, group: list[Running], images: list[Image.Image], pixels, search: SketchSearch):
         """Redraw the sketches the verifier rejects, up to ``search.candidates`` draws per chain."""
 
         def score(item: Running, image: Image.Image) -> float:
@@ -212,20 +246,23 @@ class Reasoner:
             return value
 
         best = list(images)
+        best_pixels = list(pixels) if pixels is not None else None
         scores = [score(item, image) for item, image in zip(group, images)]
         draws = [int(bool(r.chain.steps[-1].thought.strip())) for r in group]
         pending = [i for i, value in enumerate(scores) if value < search.accept and draws[i]]  # nothing to redraw for an empty thought
         for candidate in range(1, search.candidates):
             if not pending:
                 break
-            drawn = self._draw([group[i] for i in pending], candidate)
-            for i, image in zip(pending, drawn):
+            drawn, drawn_pixels = self._draw([group[i] for i in pending], candidate)
+            for row, (i, image) in enumerate(zip(pending, drawn)):
                 draws[i] += 1
                 value = score(group[i], image)
                 if value > scores[i]:
                     best[i], scores[i] = image, value
+                    if best_pixels is not None:
+                        best_pixels[i] = drawn_pixels[row]
             pending = [i for i in pending if scores[i] < search.accept]
-        return best, draws
+        return best, best_pixels, draws
 
     def complete(self, running: Sequence[Running], search: SketchSearch | None = None) -> None:
         """Advance until every chain is done (answered or stopped at ``max_steps``)."""
