@@ -51,7 +51,7 @@ def decode_rate(policy, problems, new):
     policy.max_thought_tokens = new
     try:
         contexts = policy.begin(problems, [0] * len(problems), greedy=True)
-        lengths = [_length(c) for c in contexts]
+        lengths = [int(getattr(c, "length", 0)) for c in contexts]  # cached positions (both engines' contexts have it)
         began = time.perf_counter()
         thoughts = policy.think(contexts)
         seconds = time.perf_counter() - began
@@ -59,13 +59,6 @@ def decode_rate(policy, problems, new):
         policy._banned, policy.max_thought_tokens = saved
     assert all(len(t.logprobs) == new for t in thoughts)
     return len(problems) * (new - 1) / seconds, float(np.mean(lengths))
-
-
-def _length(context):
-    for name in ("length",):
-        if hasattr(context, name):
-            return int(getattr(context, name))
-    return 0
 
 
 def generate_rate(decoder, batch, prompt, new, cache):
