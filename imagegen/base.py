@@ -8,6 +8,8 @@ from PIL import Image
 import tasks
 from tasks.parsing import action_sentence, parse_actions
 
+NO_DIFFUSION = "n/a (no diffusion model)"
+
 
 @runtime_checkable
 class SketchGenerator(Protocol):
@@ -15,11 +17,14 @@ class SketchGenerator(Protocol):
 
     ``sketch(prev_images, thoughts, steps=…, generator=…)`` is batched: one output image per
     (previous image, thought) pair, same size as the previous image. ``produces_images`` is False for
-    generators that draw nothing (text-only chains). ``label`` names it in results."""
+    generators that draw nothing (text-only chains). ``label`` names it in results;
+    ``attention_backend`` says how a diffusion model attends (``sdpa``, ``xformers``) or that there
+    is no diffusion model."""
 
     label: str
     produces_images: bool
     default_steps: int
+    attention_backend: str
 
     def sketch(self, prev_images: Sequence[Image.Image], thoughts: Sequence[str], *, steps: int | None = None,
                generator: Any = None) -> list[Image.Image]: ...
@@ -43,6 +48,7 @@ class OracleSketcher:
 
     label = "oracle"
     produces_images = True
+    attention_backend = NO_DIFFUSION
     default_steps = 0
 
     def __init__(self, task: str | tasks.Task):
@@ -64,6 +70,7 @@ class BlankSketcher:
 
     label = "blank"
     produces_images = False
+    attention_backend = NO_DIFFUSION
     default_steps = 0
 
     def sketch(self, prev_images, thoughts, *, steps=None, generator=None):
@@ -80,6 +87,7 @@ class SlipSketcher:
 
     produces_images = True
     default_steps = 0
+    attention_backend = NO_DIFFUSION
 
     def __init__(self, task: str | tasks.Task, slip: float = 0.2):
         if not 0.0 <= slip <= 1.0:

@@ -29,6 +29,7 @@ class LocalDiffusersSketcher:
             path, dtype=dtype, local_files_only=True, safety_checker=None, requires_safety_checker=False)
         self.pipe.to(device)
         self.pipe.set_progress_bar_config(disable=True)
+        self.attention_backend = "diffusers default"
         self.label = f"local:{path.name}"
         self.guidance_scale, self.image_guidance_scale, self.default_steps = guidance_scale, image_guidance_scale, default_steps
 

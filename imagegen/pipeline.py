@@ -59,6 +59,7 @@ class SketchPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "text_encoder->unet"
     label = "sketch-pipeline"
     produces_images = True
+    attention_backend = "default"  # diffusers' own processors until `load_sketcher` chooses one
 
     def __init__(self, unet: UNet2DModel, scheduler, text_encoder, tokenizer, default_steps: int = 10,
                  output_levels: int = 0):

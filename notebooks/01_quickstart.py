@@ -102,6 +102,6 @@ from pathlib import Path
 from vot.bench import BenchConfig, run_bench
 
 run_dir = Path(tempfile.mkdtemp()) / "run"
-summary = run_bench(BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", encoder="pixel", sizes=[3], count=2,
+summary = run_bench(BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", sizes=[3], count=2,
                                 n=[1, 2], out=str(run_dir)), progress=False)
 ChainViewer.from_run_dir(run_dir)  # the pool of N_max chains of the first problem; group="greedy@1" etc.

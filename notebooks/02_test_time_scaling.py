@@ -32,7 +32,6 @@ import tasks
 from imagegen import OracleSketcher
 from tasks.parsing import action_sentence, parse_actions
 from tasks.splits import generate_split
-from vision_encoder import PixelPatchEncoder
 from vot.policy import SimulatedPolicy
 from vot.reasoner import Reasoner
 from vot.scaling import curves, powers_of_two, score_pool, summarize_curves
@@ -48,7 +47,7 @@ print(len(problems), "problems, sizes", sorted({p.meta["size"] for p in problems
 # %%
 def scaling_run(sketcher, error_rate=0.3, seed=0):
     """N chains per problem; every chain scored by the verifiers; curves with bootstrap 95% intervals."""
-    reasoner = Reasoner(SimulatedPolicy(error_rate, seed=seed), sketcher, PixelPatchEncoder())
+    reasoner = Reasoner(SimulatedPolicy(error_rate, seed=seed), sketcher)
     pools = reasoner.run(problems, N)
     scored = [score_pool(p, chains, [ConsistencyVerifier(), ConfidenceVerifier()]) for p, chains in zip(problems, pools)]
     rng = np.random.default_rng(0)

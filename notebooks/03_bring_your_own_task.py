@@ -252,13 +252,12 @@ problems[0].image.resize((160, 160), resample=0)
 
 # %%
 from imagegen import OracleSketcher
-from vision_encoder import PixelPatchEncoder
 from vot.policy import SimulatedPolicy
 from vot.reasoner import Reasoner
 from vot.strategies import run_strategy
 from vot.verifiers import ConsistencyVerifier
 
-reasoner = Reasoner(SimulatedPolicy(error_rate=0.3, seed=0), OracleSketcher(task), PixelPatchEncoder(), max_steps=32)
+reasoner = Reasoner(SimulatedPolicy(error_rate=0.3, seed=0), OracleSketcher(task), max_steps=32)
 for strategy, settings in (("greedy", {}), ("best_of_n", {"n": 4})):
     results = run_strategy(strategy, problems, reasoner, ConsistencyVerifier(), **settings)
     accuracy = np.mean([r.answer is not None and task.check(p, r.answer).correct for p, r in zip(problems, results)])

@@ -228,12 +228,24 @@ def maze_to_connection_list(layout: MazeLayout) -> np.ndarray:
 def maze_from_mvot_info(maze_info: Sequence | str, size: int | None = None) -> MazeLayout:
     """Layout from an MVoT maze record's ``maze_info``: n*n "open below" flags then n*n "open
     right" flags, row-major, as T/F letters or booleans."""
-    flags = [ch == "T" for ch in maze_info if ch in "TF"] if isinstance(maze_info, str) else [
-        v in (True, "T", "True", "true", 1) for v in maze_info
-    ]
+    if isinstance(maze_info, str):
+        stray = sorted(set(maze_info) - set("TF, []'\"\n"))
+        if stray:
+            raise InvalidLayout(f"maze_info must be T/F flags, found {''.join(stray[:5])!r}")
+        flags = [ch == "T" for ch in maze_info if ch in "TF"]
+    else:
+        known = {"T": True, "F": False, "True": True, "False": False, "true": True, "false": False}
+        flags = []
+        for v in maze_info:
+            if isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1)):
+                flags.append(bool(v))
+            elif isinstance(v, str) and v in known:
+                flags.append(known[v])
+            else:
+                raise InvalidLayout(f"maze_info must be T/F flags or booleans, found {v!r}")
     n = size or int(round((len(flags) / 2) ** 0.5))
-    if 2 * n * n != len(flags):
-        raise InvalidLayout(f"maze_info has {len(flags)} flags; expected 2*n*n")
+    if n < 1 or 2 * n * n != len(flags):
+        raise InvalidLayout(f"maze_info has {len(flags)} flags; expected 2*n*n for a maze of side n >= 1")
     return maze_from_connection_list(np.array(flags, dtype=bool).reshape(2, n, n))
 
 
@@ -386,6 +398,8 @@ class MazeMCQ(MCQFormat, MazeWorld):
         state = self._start_state(layout, tuple(start), {k: tuple(v) for k, v in candidates.items()})
         if (target is None) == (actions is None):
             raise ValueError("give exactly one of target= or actions=")
+        if target is not None and target not in candidates:
+            raise InvalidLayout(f"target must be one of the candidate letters A-D, got {target!r}")
         if actions is None:
             actions = _path_actions(layout.shortest_path(state.agent, tuple(candidates[target])))
         actions = list(actions)

@@ -22,6 +22,9 @@ def parse_option(text: str, options: dict[str, str]) -> str | None:
     letters = "".join(options)
     standalone = rf"(?<![A-Za-z])([{letters}])(?![A-Za-z])"
     first_sentence = re.split(r"[.\n!?;]", tail.strip(), maxsplit=1)[0]
+    alone = re.fullmatch(r"\W*([A-Za-z])\W*", first_sentence)  # "the answer is a." names option A
+    if alone and alone.group(1).upper() in options:
+        return alone.group(1).upper()
     named = set(re.findall(standalone, first_sentence))
     if len(named) > 1:
         return None

@@ -21,7 +21,7 @@ from run_helpers import without_timing
 
 ALL = "greedy,best_of_n,weighted_best_of_n,self_consistency,beam,dvts,refine,adaptive"
 SMALL = ["bench", "maze-mcq", "--size", "3,4", "--count", "3", "--n", "2,4", "--strategy", ALL,
-         "--set", "width=2", "--seed", "1", "--error-rate", "0.4", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"]
+         "--set", "width=2", "--seed", "1", "--error-rate", "0.4", "--policy", "simulated", "--sketcher", "oracle"]
 
 
 def _bench(out, *extra, argv=SMALL):
@@ -56,7 +56,7 @@ def test_bench_writes_the_run_directory(small_run):
     assert summary["config"]["settings"] == {"width": 2} and summary["config"]["n"] == [2, 4]
     assert {"vot", "python", "numpy", "torch"} <= set(summary["versions"]) and summary["versions"]["vot"]
     assert summary["device"].startswith(("cpu", "cuda"))
-    assert summary["reference_components"] == ["oracle", "pixel", "simulated"]
+    assert summary["reference_components"] == ["oracle", "simulated"]
     assert summary["selection_verifier"] == "consistency"
     assert summary["problems"] == 6
     expected = {"greedy@1"} | {f"{s}@{n}" for s in ALL.split(",")[1:] for n in (2, 4)}
@@ -136,7 +136,7 @@ def test_resume_after_a_torn_log_equals_an_uninterrupted_run(small_run, tmp_path
     capsys.readouterr()
 
     resumed = _bench(out, "--resume")
-    assert f"6 problems ({keep} already done)" in capsys.readouterr().out
+    assert f"), {keep} already done" in capsys.readouterr().out
     assert resumed["metrics"] == summary["metrics"]
     assert resumed["curves"] == summary["curves"]
     _no_duplicate_chains(out)
@@ -154,13 +154,13 @@ def test_resume_of_a_finished_run_does_no_work(small_run, tmp_path, capsys):
     before = (out / "results.jsonl").read_text()
     capsys.readouterr()
     resumed = _bench(out, "--resume")
-    assert "6 problems (6 already done)" in capsys.readouterr().out
+    assert "6 problems (3 per size; in distribution 3,4), 6 already done" in capsys.readouterr().out
     assert (out / "results.jsonl").read_text() == before
     assert resumed["metrics"] == summary["metrics"] and resumed["curves"] == summary["curves"]
 
 
 KILLED = ["bench", "maze-mcq", "--size", "3,4", "--count", "12", "--n", "1,4", "--strategy",
-          "greedy,self_consistency,refine", "--error-rate", "0.4", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"]
+          "greedy,self_consistency,refine", "--error-rate", "0.4", "--policy", "simulated", "--sketcher", "oracle"]
 
 
 def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path, capsys):
@@ -190,7 +190,8 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path, capsys):
     reference = _bench(tmp_path / "reference", argv=KILLED)
     capsys.readouterr()
     resumed = _bench(killed, "--resume", argv=KILLED)
-    assert f"24 problems ({len(finished)} already done)" in capsys.readouterr().out
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("vot bench maze-mcq-v0: 24 problems") and f"{len(finished)} already done" in first
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["curves"] == reference["curves"]
     _no_duplicate_chains(killed)
@@ -202,7 +203,7 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path, capsys):
     (["bench", "maze", "--strategy", "greedy,magic"], "unknown strategy 'magic'"),
     (["bench", "maze", "--sketcher", "picasso"], "unknown sketcher 'picasso'"),
     (["bench", "maze", "--policy", "psychic"], "unknown policy 'psychic'"),
-    (["bench", "maze", "--encoder", "eyes"], "unknown encoder 'eyes'"),
+    (["bench", "maze", "--encoder", "eyes"], "unrecognized arguments: --encoder eyes"),
     (["bench", "maze", "--verifier", "oracle"], "non-oracle step-level verifier"),
     (["bench", "maze", "--strategy", "dvts", "--n", "1"], "dvts cannot take n=1"),
     (["bench", "maze", "--strategy", "beam", "--n", "4,6"], "beam cannot take n=6"),
@@ -215,22 +216,58 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path, capsys):
     (["bench", "maze", "--strategy", "refine", "--n", "2", "--set", "rounds=-1"], "rounds"),
     (["bench", "maze", "--strategy", "refine", "--n", "2", "--set", "threshold=high"], "threshold"),
     (["bench", "maze", "--size", "99"], "size must be an integer"),
-    (["bench", "maze", "--n", "0"], "--n must list positive integers"),
+    (["bench", "maze", "--n", "0"], "chains per problem (--n) must be positive"),
+    (["bench", "maze", "--n", "abc"], "chains per problem (--n) must be integers"),
+    (["bench", "maze", "--count", "-1"], "--count must be a positive integer"),
+    (["bench", "maze", "--count", "0"], "--count must be a positive integer"),
+    (["bench", "maze", "--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
 ])
 def test_bad_input_fails_clearly_before_any_work(argv, message, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main([*argv, "--size", "3", "--count", "2", "--out", str(out)] if "--size" not in argv
-                else [*argv, "--count", "2", "--out", str(out)]) == 2
+    defaults = [flag for name, value in (("--size", "3"), ("--count", "2")) if name not in argv for flag in (name, value)]
+    assert main([*argv, *defaults, "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("vot bench: error: ") and message in err, err
+    assert err.startswith(("vot bench: error: ", "vot: error: ")) and message in err, err
+    assert len(err.strip().splitlines()) == 1, err  # one line, no traceback, no usage block
     assert not out.exists()  # nothing written, nothing run
+
+
+def test_a_refused_run_can_be_run_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["bench", "maze", "--size", "3", "--count", "1", "--policy", "simulated", "--sketcher", "oracle",
+            "--strategy", "greedy", "--out", str(out)]
+    assert main([*args, "--count", "-1"]) == 2
+    assert not out.exists()
+    assert main(args) == 0  # the refusal left nothing that blocks the next run
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    assert main(["bench", "maze", "--size", "3", "--count", "1", "--out", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"vot bench: error: --out {target} is a file, not a run directory\n"
+    assert target.read_text() == "mine"
+
+
+def test_a_short_max_steps_is_raised_or_warned_about(tmp_path, capsys):
+    base = ["bench", "maze", "--size", "12", "--count", "1", "--policy", "simulated", "--sketcher", "oracle",
+            "--strategy", "greedy"]
+    from tasks.splits import generate_split
+    import tasks
+
+    needed = len(generate_split(tasks.get("maze"), "test", 12, 1, 0)[0].actions) + 1
+    assert main([*base, "--max-steps", "5", "--out", str(tmp_path / "capped")]) == 0
+    assert f"warning: --max-steps 5 is below {needed}" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "capped" / "config.json").read_text())
+    assert summary["max_steps"] == 5
 
 
 def test_problems_whose_chains_hit_max_steps_still_count(tmp_path):
     summary = _bench(tmp_path / "run", argv=["bench", "maze-mcq", "--size", "4", "--count", "3", "--n", "4",
                                              "--strategy", "greedy,beam,dvts,refine,adaptive,best_of_n",
                                              "--set", "width=2", "--max-steps", "3",
-                                             "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel"])
+                                             "--policy", "simulated", "--sketcher", "oracle"])
     assert set(summary["metrics"]) == {"greedy@1", "beam@4", "dvts@4", "refine@4", "adaptive@4", "best_of_n@4"}
     for group, metric in summary["metrics"].items():
         assert metric["accuracy"]["n"] == 3, group  # no problem drops out of a strategy's denominator
@@ -239,7 +276,7 @@ def test_problems_whose_chains_hit_max_steps_still_count(tmp_path):
 
 def test_resume_refuses_a_directory_written_by_another_config(tmp_path, capsys):
     out = tmp_path / "run"
-    base = ["bench", "maze-mcq", "--size", "3", "--count", "2", "--n", "2", "--policy", "simulated", "--sketcher", "oracle", "--encoder", "pixel", "--out", str(out)]
+    base = ["bench", "maze-mcq", "--size", "3", "--count", "2", "--n", "2", "--policy", "simulated", "--sketcher", "oracle", "--out", str(out)]
     assert main(base) == 0
     before = {name: (out / name).read_bytes() for name in ("config.json", "results.jsonl", "summary.json")}
     capsys.readouterr()

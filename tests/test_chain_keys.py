@@ -30,7 +30,7 @@ def pipe():
 
 
 def _reasoner(sketcher, seed=0):
-    return Reasoner(SimulatedPolicy(0.3, seed=seed), sketcher, PixelPatchEncoder(), max_steps=6, sketch_steps=2, seed=seed)
+    return Reasoner(SimulatedPolicy(0.3, seed=seed), sketcher, max_steps=6, sketch_steps=2, seed=seed)
 
 
 def _problems():
@@ -82,7 +82,7 @@ def test_the_seed_changes_the_sketches(pipe):
 def _bench(sketcher_dir, out, *extra):
     """The run's chains: the records without timings and sketch paths, and the sketches as arrays."""
     argv = ["bench", "maze-mcq", "--size", "3,4", "--count", "4", "--n", "1,2", "--strategy", "greedy,best_of_n,refine",
-            "--policy", "simulated", "--sketcher", str(sketcher_dir), "--encoder", "pixel", "--sketch-steps", "2",
+            "--policy", "simulated", "--sketcher", str(sketcher_dir), "--sketch-steps", "2",
             "--max-steps", "6", "--seed", "2", "--out", str(out), *extra]
     assert main(argv) == 0
     rows = []

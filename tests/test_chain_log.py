@@ -24,7 +24,7 @@ def pools():
     """Three problems (sizes 3 and 4), three chains each, with sketches, one forked chain and scores."""
     task = tasks.get("maze-mcq")
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 1, 0)
-    reasoner = Reasoner(SimulatedPolicy(0.5, seed=1), OracleSketcher(task), PixelPatchEncoder())
+    reasoner = Reasoner(SimulatedPolicy(0.5, seed=1), OracleSketcher(task))
     pools = reasoner.run(problems, 3)
     pools[0][1].steps[0].scores["consistency"] = 0.25  # scores and meta must survive the trip too
     pools[0][1].meta["note"] = {"nested": [1, 2]}

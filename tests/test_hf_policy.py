@@ -109,7 +109,7 @@ def test_two_step_chain_through_the_loop(policy):
 
     policy.processor.apply_chat_template = spy
     try:
-        reasoner = Reasoner(policy, OracleSketcher(TASK), None, max_steps=2)
+        reasoner = Reasoner(policy, OracleSketcher(TASK), max_steps=2)
         running = reasoner.start([problem], [0], greedy=True)
         reasoner.complete(running)
     finally:
@@ -128,7 +128,7 @@ def test_two_step_chain_through_the_loop(policy):
 
 
 def _greedy(policy, problems):
-    reasoner = Reasoner(policy, OracleSketcher(TASK), None, max_steps=2)
+    reasoner = Reasoner(policy, OracleSketcher(TASK), max_steps=2)
     chains = reasoner.run(problems, n=1, greedy=True)
     return [[(s.thought, s.logprobs) for s in c[0].steps] for c in chains]
 
@@ -198,7 +198,7 @@ def test_cut_at_newline_and_eos(policy):
 
 
 def test_text_only_observe_keeps_roles_alternating(policy):
-    reasoner = Reasoner(policy, BlankSketcher(), None, max_steps=2)
+    reasoner = Reasoner(policy, BlankSketcher(), max_steps=2)
     running = reasoner.start(_problems(1), [0], greedy=True)
     reasoner.complete(running)
     assert [m["role"] for m in running[0].context.messages] == ["user", "assistant", "user", "assistant"]
@@ -230,8 +230,9 @@ def test_errors(policy, checkpoint, tmp_path):
 def test_bench_components_accept_an_hf_checkpoint(checkpoint):
     from vot.components import build_reasoner
 
-    reasoner = build_reasoner("maze-mcq-v0", policy=f"hf:{checkpoint}", sketcher="oracle", encoder="auto", max_steps=2)
+    reasoner = build_reasoner("maze-mcq-v0", policy=f"hf:{checkpoint}", sketcher="oracle", max_steps=2)
     chains = reasoner.run(_problems(1), n=1)[0]
     assert reasoner.encoder is None and len(chains[0].steps) == 2
-    with pytest.raises(ValueError, match="reads images itself"):
-        build_reasoner("maze-mcq-v0", policy=f"hf:{checkpoint}", encoder="pixel")
+    assert all(c.compute.encoder_calls == 0 for c in chains)  # its own vision tower reads the sketches
+    with pytest.raises(ValueError, match="name the task"):
+        build_reasoner(policy=f"hf:{checkpoint}")

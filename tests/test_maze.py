@@ -73,6 +73,8 @@ def test_external_layout_problems_and_their_errors():
         MCQ.from_layout(layout, (0, 0), {"A": (2, 2), "B": (1, 1), "C": (0, 2), "D": (2, 0)}, actions=["down"])
     with pytest.raises(InvalidLayout, match="not a candidate"):
         MCQ.from_layout(layout, (0, 0), {"A": (2, 2), "B": (1, 1), "C": (0, 2), "D": (2, 0)}, actions=["right"])
+    with pytest.raises(InvalidLayout, match="target must be one of the candidate letters A-D, got 'E'"):
+        MCQ.from_layout(layout, (0, 0), {"A": (2, 2), "B": (1, 1), "C": (0, 2), "D": (2, 0)}, target="E")
     with pytest.raises(InvalidLayout, match="outside"):
         NAV.from_layout(layout, (0, 0), (3, 3))
     with pytest.raises(InvalidLayout, match="start"):
@@ -146,3 +148,10 @@ def test_a_move_onto_a_candidate_changes_only_the_blue_channel():
         a, b = (np.asarray(task.render(s), dtype=np.int16) for s in (before, after))  # (40, 40, 3)
         assert (a[..., :2] == b[..., :2]).all()
         assert (a[..., 2] != b[..., 2]).any()
+
+
+@pytest.mark.parametrize("info, message", [("Z" * 18, "must be T/F flags, found 'Z'"), ("", "has 0 flags"),
+                                           ([True, 2, False], "found 2"), ("TFT", "expected 2\\*n\\*n")])
+def test_bad_mvot_maze_info_is_refused_clearly(info, message):
+    with pytest.raises(InvalidLayout, match=message):
+        maze_from_mvot_info(info)

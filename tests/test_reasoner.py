@@ -15,10 +15,24 @@ from vot.reasoner import Reasoner
 from vot.verifiers import ConsistencyVerifier
 
 
-def _reasoner(task="maze-mcq", error_rate=0.3, seed=0, sketcher=None, encoder="pixel", **kwargs):
+class _ReadingPolicy(SimulatedPolicy):
+    """The simulated policy, reading each sketch into vision tokens with its own pixel encoder."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.encoder = PixelPatchEncoder()
+        self.tokens_read = 0
+
+    def observe(self, contexts, images, pixels=None):
+        if images is not None:
+            self.tokens_read += int(self.encoder.encode(images).shape[1])  # (B, T, D)
+        super().observe(contexts, images, pixels)
+
+
+def _reasoner(task="maze-mcq", error_rate=0.3, seed=0, sketcher=None, reads=False, **kwargs):
     sketcher = OracleSketcher(task) if sketcher is None else sketcher
-    encoder = PixelPatchEncoder() if encoder == "pixel" else encoder
-    return Reasoner(SimulatedPolicy(error_rate, seed=seed), sketcher, encoder, **kwargs)
+    policy = (_ReadingPolicy if reads else SimulatedPolicy)(error_rate, seed=seed)
+    return Reasoner(policy, sketcher, **kwargs)
 
 
 def _sketch_pixels(chain):
@@ -180,7 +194,7 @@ def test_blank_sketcher_gives_text_only_chains():
 def test_compute_counters_add_up(with_encoder):
     task = tasks.get("maze-mcq")
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 2, 0)
-    reasoner = _reasoner(task, error_rate=0.3, encoder="pixel" if with_encoder else None, sketch_steps=5)
+    reasoner = _reasoner(task, error_rate=0.3, reads=with_encoder, sketch_steps=5)
     pools = reasoner.run(problems, 2)
     total = Compute()
     for chains in pools:
@@ -193,6 +207,7 @@ def test_compute_counters_add_up(with_encoder):
             assert c.wall_seconds > 0
             total = total.add(c)
     flat = [c for cs in pools for c in cs]
+    assert (reasoner.policy.tokens_read > 0) if with_encoder else reasoner.encoder is None
     assert total.policy_tokens == sum(c.compute.policy_tokens for c in flat)
     assert total.sketches == sum(len(c.sketches) for c in flat)
 
@@ -337,7 +352,7 @@ class _SilentPolicy(SimulatedPolicy):
 def test_an_empty_thought_keeps_the_sketch_and_the_chain_goes_on():
     task = tasks.get("maze-mcq")
     problems = generate_split(task, "test", 3, 3, 0)
-    reasoner = Reasoner(_SilentPolicy(0.0), OracleSketcher(task), PixelPatchEncoder())
+    reasoner = Reasoner(_SilentPolicy(0.0), OracleSketcher(task))
     for problem, chains in zip(problems, reasoner.run(problems, 1)):
         chain = chains[0]
         assert chain.steps[0].thought == "" and chain.finished and chain.answer is not None

@@ -137,7 +137,7 @@ def test_real_pools_at_k_equals_n_agree_with_the_strategies():
     n = 8
 
     def reasoner():
-        return Reasoner(SimulatedPolicy(0.5, seed=3), OracleSketcher(task), PixelPatchEncoder())
+        return Reasoner(SimulatedPolicy(0.5, seed=3), OracleSketcher(task))
 
     pools = reasoner().run(problems, n)
     scored = [score_pool(p, chains, [ConsistencyVerifier(), ConfidenceVerifier(), OracleVerifier()])

@@ -22,7 +22,7 @@ TASK = tasks.get("maze-mcq")
 def _reasoner(error_rate=0.1, slip=0.15):
     """A policy that answers what its last sketch shows, with a sketcher that slips."""
     policy = SimulatedPolicy(error_rate, seed=0, trust_sketches=True)
-    return Reasoner(policy, SlipSketcher(TASK, slip), PixelPatchEncoder(), sketch_steps=4)
+    return Reasoner(policy, SlipSketcher(TASK, slip), sketch_steps=4)
 
 
 @functools.cache
@@ -93,7 +93,7 @@ def test_problems_without_split_ids_get_content_ids_and_strategies_keep_them_apa
     again = lake.from_layout(["SFF", "FHF", "FFG"], ["down", "right"])
     ids = [p.id for p in built]
     assert len(set(ids)) == 3 and all(i.startswith("frozenlake-mcq-v0/content/") for i in ids) and again.id == ids[1]
-    reasoner = Reasoner(SimulatedPolicy(0.3, seed=0), OracleSketcher(lake), PixelPatchEncoder())
+    reasoner = Reasoner(SimulatedPolicy(0.3, seed=0), OracleSketcher(lake))
     twice = built + [built[0]]  # the same problem twice in one call: still one result each
     for name, settings in [("beam", {"n": 4, "width": 2}), ("dvts", {"n": 4, "width": 2}), ("adaptive", {"n": 4, "window": 2}),
                            ("refine", {"n": 2}), ("compute_optimal", {"n": 4, "sketch_candidates": 1})]:

@@ -58,7 +58,7 @@ def test_the_curve_at_k_equals_n_is_the_strategy_at_n(strategy, rule, curve, ver
     n = 4
 
     def reasoner():
-        return Reasoner(SimulatedPolicy(0.5, seed=5), SlipSketcher(TASK, 0.2), PixelPatchEncoder(), seed=5)
+        return Reasoner(SimulatedPolicy(0.5, seed=5), SlipSketcher(TASK, 0.2), seed=5)
 
     results = run_strategy(strategy, problems, reasoner(), verifier_type(), n=n)
     pools = [_answers(r.chains, ["Not sure, maybe the blue one."] + [None] * (n - 1)) if i % 3 == 0 else r.chains

@@ -94,7 +94,7 @@ def _texts(chains):
 def test_batched_chains_equal_one_by_one(greedy):
     model = _model()
     policy = SmallPolicy(model, max_thought_tokens=5, seed=3)
-    reasoner = Reasoner(policy, OracleSketcher("maze-mcq-v0"), policy.encoder, max_steps=4)
+    reasoner = Reasoner(policy, OracleSketcher("maze-mcq-v0"), max_steps=4)
     problems = _problems("maze-mcq-v0", 3)
     batched = reasoner.run(problems, n=2, greedy=greedy)
     alone = [reasoner.run([p], n=2, greedy=greedy)[0] for p in problems]
@@ -173,5 +173,5 @@ def test_policy_errors_name_the_problem():
 def test_text_only_modes_run_without_images():
     model = _model(mode="cot")
     policy = SmallPolicy(model, max_thought_tokens=4)
-    chains = Reasoner(policy, BlankSketcher(), None, max_steps=3).run(_problems("maze-mcq-v0", 2), n=1)
+    chains = Reasoner(policy, BlankSketcher(), max_steps=3).run(_problems("maze-mcq-v0", 2), n=1)
     assert all(len(c[0].steps) >= 1 and c[0].steps[0].sketch is None for c in chains)

@@ -20,7 +20,7 @@ TASK = tasks.get("maze-mcq")
 
 def _reasoner(error_rate=0.3, seed=0, slip=0.0):
     sketcher = SlipSketcher(TASK, slip) if slip else OracleSketcher(TASK)
-    return Reasoner(SimulatedPolicy(error_rate, seed=seed), sketcher, PixelPatchEncoder(), sketch_steps=2)
+    return Reasoner(SimulatedPolicy(error_rate, seed=seed), sketcher, sketch_steps=2)
 
 
 @functools.cache
@@ -83,7 +83,7 @@ def test_every_strategy_runs_and_labels_its_verifier(name, verifier_type):
 def test_chains_stopped_at_max_steps_are_kept_and_count_as_unanswered(name):
     problems = [p for p in _problems((4,), 6) if len(p.actions) >= 3]
     assert problems
-    reasoner = Reasoner(SimulatedPolicy(0.3, seed=0), OracleSketcher(TASK), PixelPatchEncoder(), max_steps=3)
+    reasoner = Reasoner(SimulatedPolicy(0.3, seed=0), OracleSketcher(TASK), max_steps=3)
     results = run_strategy(name, problems, reasoner, ConsistencyVerifier(), **SMALL[name])
     assert len(results) == len(problems)
     for result in results:

@@ -15,7 +15,7 @@ from vot.verifiers import ConsistencyVerifier
 
 def _scores(problems):
     task = tasks.get(problems[0].task)
-    reasoner = Reasoner(SimulatedPolicy(0.0, seed=0), OracleSketcher(task), PixelPatchEncoder(), max_steps=80)
+    reasoner = Reasoner(SimulatedPolicy(0.0, seed=0), OracleSketcher(task), max_steps=80)
     verifier = ConsistencyVerifier()
     return [verifier.step_scores(p, chains[0]) for p, chains in zip(problems, reasoner.run(problems, 1))]
 
@@ -108,7 +108,7 @@ def test_the_issue_examples_frozenlake_bump_and_post_episode_actions():
 def test_wrong_steps_score_zero():
     lake = tasks.get("frozenlake-mcq")
     problem = lake.from_layout(["SFF", "FHF", "FFG"], ["right", "right", "down", "down"])
-    reasoner = Reasoner(SimulatedPolicy(0.0), OracleSketcher(lake), PixelPatchEncoder())
+    reasoner = Reasoner(SimulatedPolicy(0.0), OracleSketcher(lake))
     chain = reasoner.run([problem], 1)[0][0]
     verifier = ConsistencyVerifier()
     chain.steps[1].thought = "Go down."  # not the stated action: the sketch no longer matches either
@@ -117,6 +117,6 @@ def test_wrong_steps_score_zero():
     chain.steps[2].sketch = chain.steps[0].sketch  # a misdrawn sketch
     assert verifier.step_scores(problem, chain)[2] == 0.0
     nav = tasks.get("frozenlake-nav").from_layout(["SFF", "FHF", "FFG"])
-    chain = Reasoner(SimulatedPolicy(0.0), OracleSketcher("frozenlake-nav"), PixelPatchEncoder()).run([nav], 1)[0][0]
+    chain = Reasoner(SimulatedPolicy(0.0), OracleSketcher("frozenlake-nav")).run([nav], 1)[0][0]
     chain.steps[0].thought = "Go up."  # a bump is a wrong move in a plan
     assert verifier.step_scores(nav, chain)[0] == 0.0

@@ -24,8 +24,8 @@ from vot.viewer import (
 def maze_chains():
     """Problem + three chains of a 4x4 maze: one from a policy that never errs, two sampled."""
     problem = generate_split("maze-mcq-v0", "test", 4, 1, 0)[0]
-    exact = build_reasoner("maze-mcq-v0", error_rate=0.0).run([problem], 1)[0]
-    sampled = build_reasoner("maze-mcq-v0", error_rate=0.5).run([problem], 2)[0]
+    exact = build_reasoner("maze-mcq-v0", policy="simulated", sketcher="oracle", error_rate=0.0).run([problem], 1)[0]
+    sampled = build_reasoner("maze-mcq-v0", policy="simulated", sketcher="oracle", error_rate=0.5).run([problem], 2)[0]
     return problem, exact[0], sampled
 
 
@@ -135,7 +135,7 @@ def test_problem_from_id_rebuilds_split_problems():
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("viewer") / "run"
-    run_bench(BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", encoder="pixel", sizes=[3], count=2,
+    run_bench(BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", sizes=[3], count=2,
                           n=[1, 2], out=str(out)), progress=False)
     return out
 

@@ -31,7 +31,7 @@ import tasks
 from tasks.metrics import rate
 from tasks.splits import generate_split
 from vot.chain import TIMING_FIELDS, ChainLog
-from vot.components import REFERENCE, build_reasoner, check_names
+from vot.components import REFERENCE, build_reasoner, check_names, resolve_device, resolve_policy
 from vot.distributed import Shard, has_results, merge_rank_logs
 from vot.reasoner import SketchSearch
 from vot.scaling import curves, powers_of_two, summarize_curves
@@ -40,6 +40,7 @@ from vot.verifiers import VERIFIERS, ConfidenceVerifier, ConsistencyVerifier, ge
 
 SAMPLING = ("best_of_n", "weighted_best_of_n", "self_consistency")
 SEARCH = tuple(name for name in STRATEGIES if name not in SAMPLING)  # greedy, beam, dvts, refine, adaptive, ...
+RETIRED = {"encoder": "auto"}  # config fields of older runs (--encoder: the policy owns its encoder now)
 CURVE_OF = {"best_of_n": "best_of_k/{v}", "weighted_best_of_n": "weighted@k/{v}", "self_consistency": "maj@k"}
 
 
@@ -50,7 +51,6 @@ class BenchConfig:
     task: str
     policy: str = "default"  # the shipped bundle; "simulated" is the reference policy
     sketcher: str = "default"
-    encoder: str = "auto"
     error_rate: float = 0.3
     # the main job: greedy, the sampled pool read as best-of-k and majority curves, and two searches
     # that rewind to the first rejected step (refine, compute_optimal); about two minutes on 2 CPU cores
@@ -61,8 +61,8 @@ class BenchConfig:
     sizes: list[int] | None = None
     count: int = 10  # problems per size: the default run finishes in about two minutes on 2 CPU cores
     seed: int = 0
-    max_steps: int = 64
-    sketch_steps: int | None = None  # denoising steps (default: the sketcher's)
+    max_steps: int | None = None  # None: the bundle's, raised to cover the longest stated action sequence
+    sketch_steps: int | None = None  # denoising steps (default: the bundle's, else the sketcher's)
     device: str = "auto"
     batch: int = 32
     out: str | None = None
@@ -78,7 +78,13 @@ def validate(config: BenchConfig) -> tasks.Task:
     """Every check that can fail, before any work starts."""
     task = tasks.get(config.task)
     config.task = task.id
-    check_names(config.policy, config.sketcher, config.encoder)
+    check_names(config.policy, config.sketcher)
+    if isinstance(config.count, bool) or not isinstance(config.count, int) or config.count < 1:
+        raise ValueError(f"--count must be a positive integer (problems per size), got {config.count!r}")
+    if config.batch < 1:
+        raise ValueError(f"--batch must be a positive integer, got {config.batch}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ValueError(f"--max-steps must be a positive integer, got {config.max_steps}")
     for name in config.strategies:
         if name not in STRATEGIES:
             raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
@@ -86,13 +92,7 @@ def validate(config: BenchConfig) -> tasks.Task:
         raise ValueError(f"--verifier must be a non-oracle step-level verifier (consistency, confidence, learned), got {config.verifier!r}")
     if not config.n or any(n < 1 for n in config.n):
         raise ValueError(f"--n must list positive integers, got {config.n}")
-    if config.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device must be auto, cpu or cuda, got {config.device!r}")
-    if config.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda was asked for but no CUDA device is available")
+    resolve_device(config.device)
     for size in config.sizes or []:
         task.check_size(size)
     for name in config.strategies:
@@ -109,8 +109,25 @@ def validate(config: BenchConfig) -> tasks.Task:
 
 def reference_components(config: BenchConfig) -> list[str]:
     """The reference (non-learned) components a run uses, to label its results."""
-    encoder = "pixel" if config.encoder == "auto" and config.policy == "simulated" else config.encoder
-    return sorted({config.policy, config.sketcher, encoder} & REFERENCE)
+    return sorted({config.policy, config.sketcher} & REFERENCE)
+
+
+def step_budget(config: BenchConfig, task: tasks.Task, problems) -> tuple[int, str]:
+    """(thoughts per chain, a note for the terminal). An MCQ chain needs one step per stated action
+    plus its answer: the bundle's budget (or the default 64) is raised to that; an explicit
+    ``--max-steps`` below it is kept (a cap for a quick run) with a warning."""
+    longest = max(problems, key=lambda p: len(p.actions))
+    needed = len(longest.actions) + 1 if longest.actions else 1
+    stated = f"the longest stated action sequence has {len(longest.actions)} actions (size {longest.meta['size']})"
+    if config.max_steps is not None:
+        if config.max_steps < needed:
+            return config.max_steps, (f"warning: --max-steps {config.max_steps} is below {needed}: {stated}, so chains "
+                                      "that follow it stop unanswered (counted wrong)")
+        return config.max_steps, ""
+    own = resolve_policy(config.policy, task.id).max_steps
+    if own >= needed:
+        return own, ""
+    return needed, f"note: max_steps raised from {own} to {needed}: {stated}"
 
 
 def _settings_of(name: str) -> set[str]:
@@ -159,23 +176,22 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
     unfinished problems into its own log; the main process merges them into ``results.jsonl`` and
     writes the summary, plot and report (`vot.distributed`). Every process returns the summary."""
     task = validate(config)
+    sizes = config.sizes or list(task.in_distribution + task.out_of_distribution)
+    problems = [p for size in sizes for p in generate_split(task, "test", size, config.count, config.seed)]
+    config.max_steps, budget_note = step_budget(config, task, problems)
     out = Path(config.out or f"runs/{task.id}-{Path(config.policy).name}-{Path(config.sketcher).name}-seed{config.seed}")
     shard = Shard.current()
     log = ChainLog(out, name=shard.log_name)
     _prepare_run_dir(out, config, shard)
-    sizes = config.sizes or list(task.in_distribution + task.out_of_distribution)
-    problems = [p for size in sizes for p in generate_split(task, "test", size, config.count, config.seed)]
     done = shard.resume(out, problems) if config.resume else set()
     todo = shard.pick([p for p in problems if p.id not in done])
-    reference = reference_components(config)
     if shard.is_main:
-        processes = f" over {shard.world} processes" if shard.world > 1 else ""
-        print(f"vot bench {task.id}: {len(problems)} problems ({len(done)} already done){processes}, policy={config.policy}, "
-              f"sketcher={config.sketcher}, encoder={config.encoder}; REFERENCE components: {', '.join(reference) or 'none'}")
-    device = "cuda" if config.device == "cuda" or (config.device == "auto" and _cuda()) else "cpu"
-    reasoner = build_reasoner(task.id, policy=config.policy, sketcher=config.sketcher, encoder=config.encoder,
-                              error_rate=config.error_rate, seed=config.seed, max_steps=config.max_steps,
-                              device=device, sketch_steps=config.sketch_steps)
+        print(first_line(config, task, sizes, len(problems), len(done), shard.world))
+        if budget_note:
+            print(budget_note)
+    reasoner = build_reasoner(task.id, policy=config.policy, sketcher=config.sketcher, error_rate=config.error_rate,
+                              seed=config.seed, max_steps=config.max_steps, device=config.device,
+                              sketch_steps=config.sketch_steps)
     selector = get_verifier(config.verifier)
     started = time.perf_counter()
     batches = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
@@ -187,17 +203,39 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
         summary = summarize_run(out, config, problems, wall_seconds=time.perf_counter() - started,
                                 attention_backend=reasoner.attention_backend)
         print(format_table(summary))
-        print(f"wrote {out}/results.jsonl, summary.json, scaling.png, report.html")
+        print(f"wrote {out}/ (results.jsonl, summary.json, scaling.png); read it in {out / 'report.html'} "
+              f"or chain by chain with: vot show {out}")
     shard.wait()  # summary.json is written
     return summary if shard.is_main else json.loads((out / "summary.json").read_text())
+
+
+def first_line(config: BenchConfig, task: tasks.Task, sizes, problems: int, done: int, world: int = 1) -> str:
+    """What a run is about to do: the task, the sizes in and out of distribution, the bundle or
+    components it runs, and which of them are reference components."""
+    inside = [s for s in sizes if s in task.in_distribution]
+    outside = [s for s in sizes if s not in task.in_distribution]
+    where = "; ".join(part for part in (f"in distribution {','.join(map(str, inside))}" if inside else "",
+                                        f"out of distribution {','.join(map(str, outside))}" if outside else "") if part)
+    choice = resolve_policy(config.policy, task.id)
+    policy = f"bundle {choice.bundle}" if choice.bundle else f"policy {choice.policy_dir or config.policy}"
+    sketcher = choice.sketcher if config.sketcher == "default" and choice.bundle else config.sketcher
+    processes = f" over {world} processes" if world > 1 else ""
+    reference = ", ".join(reference_components(config)) or "none"
+    return (f"vot bench {task.id}: {problems} problems ({config.count} per size; {where}), {done} already done{processes}; "
+            f"{policy}, sketcher {sketcher}; REFERENCE components: {reference}")
 
 
 def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard()) -> None:
     """Every process checks the run directory; then (after a barrier, so no process sees another's
     write) the main process saves ``config.json``."""
     saved = out / "config.json"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a run directory")
     if saved.exists():
         previous = json.loads(saved.read_text())
+        for key, value in RETIRED.items():  # a field a newer vot dropped, at the value it always had
+            if previous.get(key) == value:
+                previous.pop(key)
         if not config.resume:
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         if previous != config.identity():
@@ -211,13 +249,28 @@ def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard()) -> 
         saved.write_text(json.dumps(config.identity(), indent=2, sort_keys=True))
 
 
-def _progress(items, enabled):
+def _progress(batches, enabled):
+    """The batches, with a tqdm bar on a terminal; elsewhere (``enabled=None`` and stderr not a
+    terminal) a plain line every 30 seconds and at the end; ``enabled=False``: nothing."""
     import sys
 
     from tqdm.auto import tqdm
 
-    enabled = sys.stderr.isatty() if enabled is None else enabled
-    return tqdm(items, desc="problem batches", disable=not enabled)
+    if enabled is None and not sys.stderr.isatty():
+        return _progress_lines(batches)
+    return tqdm(batches, desc="problem batches", disable=not enabled)
+
+
+def _progress_lines(batches, every: float = 30.0):
+    began = last = time.perf_counter()
+    problems = 0
+    for i, batch in enumerate(batches, start=1):
+        yield batch
+        problems += len(batch)
+        now = time.perf_counter()
+        if now - last >= every or i == len(batches):
+            last = now
+            print(f"progress: {i}/{len(batches)} batches, {problems} problems, {now - began:.0f} s", flush=True)
 
 
 def _run_batch(batch, reasoner, selector, config: BenchConfig, log: ChainLog) -> None:
@@ -257,12 +310,6 @@ def _record(problem, chain, strategy, n, verifier, selected, result, task) -> di
     correct = chain.answer is not None and task.check(problem, chain.answer).correct
     return {"problem_id": problem.id, "size": problem.meta["size"], "strategy": strategy, "n": n,
             "verifier": verifier, "selected": selected, "correct": correct, "result": result}
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float = 0.0,
@@ -387,8 +434,9 @@ def _versions() -> dict:
 def _device(requested: str) -> str:
     import torch
 
-    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
-        return f"cuda ({torch.cuda.get_device_name(0)})"
+    device = resolve_device(requested)
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return f"cpu ({platform.processor() or platform.machine()})"
 
 

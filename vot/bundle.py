@@ -4,7 +4,7 @@
 bundle directory. A bundle directory holds ``bundle.json`` and the policy (``policy/``, a saved
 `vot.lm.model.PolicyModel`; its `PatchEncoder` is the vision encoder). The sketcher is named:
 ``default`` (the shipped sketcher of the task's environment), ``oracle``/``blank`` (reference), or a
-SketchPipeline directory relative to the bundle.
+diffusers pipeline directory relative to the bundle. `vot.components` assembles the reasoner.
 """
 from __future__ import annotations
 
@@ -64,46 +64,11 @@ def read_spec(directory: Path) -> BundleSpec:
     return BundleSpec(**record)
 
 
-def load(name_or_path: str | Path, *, sketcher: str | None = None, device: str = "cpu", seed: int = 0,
-         temperature: float | None = None, top_p: float | None = None, max_steps: int | None = None,
-         sketch_steps: int | None = None):
-    """A ready `vot.reasoner.Reasoner` from a bundle.
+def load(name_or_path: str | Path, **options):
+    """A ready `vot.reasoner.Reasoner` from a bundle (`vot.components.load`, the one assembly path)."""
+    from vot.components import load as _load
 
-    Args:
-        name_or_path: ``maze``/``frozenlake``/``minibehavior`` (shipped, MCQ), a shipped bundle's
-            full name, or a bundle directory.
-        sketcher: override the bundle's sketcher (``oracle`` for perfect imagination, ``blank``, a
-            path); text-only policies (cot, direct) always get ``blank``.
-        device: ``cpu`` or ``cuda`` (bf16 models on cuda).
-        seed: keys every chain's token sampling and sketch noise (`vot.keys`).
-        temperature, top_p, max_steps, sketch_steps: override the bundle's values.
-    """
-    from vot.components import build_sketcher
-    from vot.lm.policy import SmallPolicy
-    from vot.reasoner import Reasoner
-
-    directory = resolve(name_or_path)
-    spec = read_spec(directory)
-    sampling = dict(spec.sampling)
-    if temperature is not None:
-        sampling["temperature"] = temperature
-    if top_p is not None:
-        sampling["top_p"] = top_p
-    policy = SmallPolicy(directory / spec.policy, device=device, seed=seed, **sampling)
-    task = tasks.get(spec.task)
-    name = sketcher or spec.sketcher
-    if policy.model.spec.mode != "vot":
-        name = "blank"
-    elif name not in ("default", "oracle", "blank") and not Path(name).is_absolute():
-        name = str(directory / name) if (directory / name).exists() else name
-    the_sketcher, backend = build_sketcher(task, name, device)
-    reasoner = Reasoner(policy, the_sketcher, policy.encoder if the_sketcher.produces_images else None,
-                        max_steps=max_steps or spec.max_steps,
-                        sketch_steps=sketch_steps if sketch_steps is not None else spec.sketch_steps,
-                        seed=seed)
-    reasoner.attention_backend = backend
-    reasoner.bundle = str(directory)
-    return reasoner
+    return _load(name_or_path, **options)
 
 
 def make_bundle(policy_dir: str | Path, out: str | Path, *, sketcher: str = "default",

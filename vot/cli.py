@@ -5,14 +5,31 @@ import argparse
 import sys
 
 
-def _sizes(text: str) -> list[int]:
-    try:
-        sizes = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"sizes must be integers separated by commas, got {text!r}") from None
-    if not sizes:
-        raise argparse.ArgumentTypeError("give at least one size")
-    return sizes
+def _integers(what: str):
+    """An argparse type: comma-separated positive integers, the error naming ``what`` they are."""
+
+    def parse(text: str) -> list[int]:
+        try:
+            values = [int(part) for part in text.split(",") if part.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be integers separated by commas, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"give at least one of the {what}")
+        if any(v < 1 for v in values):
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
+        return values
+
+    return parse
+
+
+_sizes = _integers("sizes")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument reported on one line (usage stays behind ``--help``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _cmd_tasks(args) -> int:
@@ -54,21 +71,11 @@ def _settings(text: str) -> dict:
     return settings
 
 
-def _quiet_loading() -> None:
-    """diffusers' weight-loading bars clutter the CLI's own output (only where models load)."""
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.disable_progress_bar()
-
-
 def _cmd_bench(args) -> int:
     from vot.bench import BenchConfig, run_bench
 
-    if args.sketcher not in ("oracle", "blank"):
-        _quiet_loading()
-
     config = BenchConfig(
-        task=args.task, policy=args.policy, sketcher=args.sketcher, encoder=args.encoder, error_rate=args.error_rate,
+        task=args.task, policy=args.policy, sketcher=args.sketcher, error_rate=args.error_rate,
         strategies=[s for s in args.strategy.split(",") if s], verifier=args.verifier, n=args.n, settings=args.set,
         sizes=args.size, count=args.count, seed=args.seed, max_steps=args.max_steps, sketch_steps=args.sketch_steps,
         device=args.device,
@@ -155,8 +162,6 @@ def _cmd_eval(args) -> int:
     from imagegen import load_sketcher
     from imagegen.evaluate import fidelity_table, format_fidelity
 
-    _quiet_loading()
-
     from pathlib import Path
 
     sketcher = load_sketcher(args.sketcher)
@@ -193,7 +198,7 @@ def _cmd_show(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vot", description=__doc__)
+    parser = _Parser(prog="vot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("tasks", help="list the registered tasks")
@@ -215,21 +220,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketcher", default="default",
                    help="sketcher: default (the bundle's, else the shipped diffusion sketcher), oracle or blank (reference), "
                         "or a SketchPipeline directory")
-    p.add_argument("--sketch-steps", type=int, default=None, help="denoising steps per sketch (default: the sketcher's)")
-    p.add_argument("--encoder", default="auto", help="vision encoder: auto (the policy's own), pixel (reference) or none")
+    p.add_argument("--sketch-steps", type=int, default=None,
+                   help="denoising steps per sketch (default: the bundle's, else the sketcher's)")
     p.add_argument("--error-rate", type=float, default=0.3, help="chain error rate of the simulated policy")
     p.add_argument("--strategy", default="greedy,best_of_n,self_consistency,refine,compute_optimal",
                    help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive, "
                         "sketch_search, compute_optimal")
     p.add_argument("--verifier", default="consistency", help="selection verifier: consistency or confidence")
-    p.add_argument("--n", type=_sizes, default=[4], help="chains per problem, e.g. 1,4,16 (sampling strategies: the largest, subsampled)")
+    p.add_argument("--n", type=_integers("chains per problem (--n)"), default=[4], help="chains per problem, e.g. 1,4,16 (sampling strategies: the largest, subsampled)")
     p.add_argument("--set", type=_settings, default={}, help="strategy settings, e.g. width=4,rounds=2,sketch_candidates=4; "
                         "strategy.key=value sets one strategy only (compute_optimal.budget=3)")
     p.add_argument("--size", type=_sizes, default=None, help="sizes (default: the task's benchmark sizes)")
     p.add_argument("--count", type=int, default=10, help="problems per size")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, default=64)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="thoughts per chain (default: the bundle's, 64, raised to cover the longest stated action sequence)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=int, default=32, help="problems advanced together (and flushed together)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<policy>-<sketcher>-seed<seed>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished problems")
@@ -294,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated environments (maze: its navigation plans) or MCQ tasks (maze-mcq: the stated "
                         "action sequences a reasoning chain sketches); default: the sketcher's environment")
     p.add_argument("--size", type=_sizes, default=[3, 4, 5, 6, 7, 8])
-    p.add_argument("--steps", type=_sizes, default=[1, 2, 4, 10, 20], help="denoising steps to compare")
+    p.add_argument("--steps", type=_integers("denoising steps"), default=[1, 2, 4, 10, 20], help="denoising steps to compare")
     p.add_argument("--count", type=int, default=50, help="rollouts per size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the table as JSON")
@@ -311,10 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # a bad argument (already reported on one line) or --help
+        return int(stop.code or 0)
     try:
         return args.run(args)
-    except (KeyError, ValueError) as error:
+    except (KeyError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"vot {args.command}: error: {message}", file=sys.stderr)
         return 2

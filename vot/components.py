@@ -1,114 +1,178 @@
-"""Build the loop's components by name (for the CLI and bundles). Reference components say so.
+"""The one assembly path: a `Reasoner` from a bundle or from component names.
 
-Policies: ``simulated`` (reference), ``default`` (the shipped bundle of the task), a directory:
-a bundle (``bundle.json``) or a saved policy (``policy.json``), or ``hf:PATH`` (a local Hugging Face
-image-text-to-text checkpoint through `vot.hf_policy.HFPolicy`; it reads the sketches itself). Encoders: ``auto`` (the policy's own
-vision encoder; ``pixel`` for the simulated policy), ``pixel`` (reference) or ``none``.
+`vot.load` (a bundle by name or directory), ``vot bench`` and ``build_reasoner`` (component
+names) all come here, so a bundle's sketcher path, sampling and ``max_steps`` mean the same
+everywhere. Reference components say so in every output.
+
+Policies: ``default`` (the task's shipped bundle), a directory (a bundle with ``bundle.json`` or
+a saved policy with ``policy.json``), ``hf:PATH`` (a local Hugging Face image-text-to-text
+checkpoint through `vot.hf_policy.HFPolicy`) or ``simulated`` (reference). Sketchers:
+``default`` (the bundle's, else the task environment's shipped diffusion sketcher), a diffusers
+pipeline directory, or ``oracle``/``blank`` (reference). Each policy reads sketches with its own
+encoder (`vot.policy.Policy`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import tasks
 
-POLICIES = ("simulated", "default")  # or a bundle / policy directory
-SKETCHERS = ("oracle", "blank", "default")  # or a SketchPipeline directory
-ENCODERS = ("auto", "pixel", "none")
-REFERENCE = {"simulated", "oracle", "blank", "pixel"}
+POLICIES = ("default", "simulated")  # or a bundle / policy directory, or hf:PATH
+SKETCHERS = ("default", "oracle", "blank")  # or a diffusers pipeline directory
+REFERENCE = {"simulated", "oracle", "blank"}
+DEFAULT_MAX_STEPS = 64
 
 
 def _is_policy_dir(name: str) -> bool:
     return Path(name, "bundle.json").is_file() or Path(name, "policy.json").is_file()
 
 
-def check_names(policy: str, sketcher: str, encoder: str) -> None:
-    for kind, name, known in (("policy", policy, POLICIES), ("sketcher", sketcher, SKETCHERS), ("encoder", encoder, ENCODERS)):
-        if kind == "sketcher" and Path(name, "model_index.json").is_file():
-            continue
-        if kind == "policy" and (_is_policy_dir(name) or name.startswith("hf:")):
-            continue
-        if name not in known:
-            extra = {"sketcher": " or a SketchPipeline directory",
-                     "policy": ", a bundle/policy directory or hf:PATH"}.get(kind, "")
-            raise ValueError(f"unknown {kind} {name!r}; available: {', '.join(known)}{extra}")
+def check_names(policy: str, sketcher: str) -> None:
+    """A one-line ValueError for a policy or sketcher name that names nothing."""
+    if not (policy in POLICIES or policy.startswith("hf:") or _is_policy_dir(policy)):
+        raise ValueError(f"unknown policy {policy!r}; available: {', '.join(POLICIES)}, a bundle/policy directory or hf:PATH")
+    if not (sketcher in SKETCHERS or Path(sketcher, "model_index.json").is_file()):
+        raise ValueError(f"unknown sketcher {sketcher!r}; available: {', '.join(SKETCHERS)} or a diffusers pipeline directory")
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; ``cpu``, ``cuda`` and ``cuda:N`` are checked."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if kind.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    if kind.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for but no CUDA device is available")
+        if kind.index is not None and kind.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
+
+
+@dataclass
+class PolicyChoice:
+    """What a policy name resolves to: the bundle it came from (if any) and that bundle's settings."""
+
+    task: str | None  # None: any task (the simulated policy, an hf: checkpoint)
+    bundle: Path | None = None
+    policy_dir: Path | None = None
+    sketcher: str = "default"  # the bundle's sketcher, resolved against the bundle directory
+    sketch_steps: int | None = None
+    max_steps: int = DEFAULT_MAX_STEPS
+    sampling: dict | None = None
+
+
+def resolve_policy(policy: str, task: str | None = None) -> PolicyChoice:
+    """The bundle or policy directory ``policy`` names (``default``: the task's shipped bundle)."""
+    from vot.bundle import read_spec, resolve
+
+    if policy == "simulated" or policy.startswith("hf:"):
+        return PolicyChoice(None)
+    if policy != "default" and Path(policy, "policy.json").is_file() and not Path(policy, "bundle.json").is_file():
+        return PolicyChoice(_policy_task(Path(policy)), policy_dir=Path(policy))
+    if policy == "default" and task is None:
+        raise ValueError("policy 'default' needs a task (the shipped bundle of which task?)")
+    directory = resolve(tasks.get(task).id if policy == "default" else policy)
+    spec = read_spec(directory)
+    sketcher = spec.sketcher
+    if sketcher not in SKETCHERS and not Path(sketcher).is_absolute() and (directory / sketcher).exists():
+        sketcher = str(directory / sketcher)
+    return PolicyChoice(spec.task, directory, directory / spec.policy, sketcher, spec.sketch_steps, spec.max_steps,
+                        dict(spec.sampling))
+
+
+def _policy_task(directory: Path) -> str:
+    import json
+
+    return json.loads((directory / "policy.json").read_text())["task"]
 
 
 def build_sketcher(task, name: str, device: str = "cpu"):
-    """``oracle`` / ``blank`` (reference), ``default`` (the shipped diffusion sketcher of the task's
-    environment) or a SketchPipeline directory. Returns (sketcher, attention backend)."""
+    """``oracle`` / ``blank`` (reference), ``default`` (the task environment's shipped diffusion
+    sketcher) or a diffusers pipeline directory (`imagegen.load_sketcher`)."""
     from imagegen import BlankSketcher, OracleSketcher, load_sketcher
-    from imagegen.attention import configure_attention
 
     if name == "oracle":
-        return OracleSketcher(task), "n/a (no diffusion model)"
+        return OracleSketcher(task)
     if name == "blank":
-        return BlankSketcher(), "n/a (no diffusion model)"
-    pipe = load_sketcher(task.id if name == "default" else name, device=device)
-    if device == "cuda":
-        import torch
-
-        pipe.to(torch.bfloat16)
-    return pipe, configure_attention(pipe.unet)
+        return BlankSketcher()
+    return load_sketcher(task.id if name == "default" else name, device=device)
 
 
-def _learned_policy(task, name: str, device: str, seed: int):
-    """(SmallPolicy, bundle sketcher name or None, bundle sketch steps) for ``default`` or a directory."""
-    from vot.bundle import read_spec, resolve
-    from vot.lm.policy import SmallPolicy
+def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher: str = "default",
+                   error_rate: float = 0.3, seed: int = 0, max_steps: int | None = None,
+                   sketch_steps: int | None = None, temperature: float | None = None, top_p: float | None = None,
+                   device: str = "cpu"):
+    """A ready `vot.reasoner.Reasoner`.
 
-    if name == "default" or Path(name, "bundle.json").is_file():
-        directory = resolve(task.id if name == "default" else name)
-        spec = read_spec(directory)
-        if spec.task != task.id:
-            raise ValueError(f"bundle {directory} is for {spec.task}, not {task.id}")
-        return SmallPolicy(directory / spec.policy, device=device, seed=seed, **spec.sampling), spec.sketcher, spec.sketch_steps
-    policy = SmallPolicy(name, device=device, seed=seed)
-    if policy.model.spec.task != task.id:
-        raise ValueError(f"policy {name} was trained on {policy.model.spec.task}, not {task.id}")
-    return policy, None, None
-
-
-def build_reasoner(task: str, *, policy: str = "simulated", sketcher: str = "oracle", encoder: str = "pixel",
-                   error_rate: float = 0.3, seed: int = 0, max_steps: int = 64, device: str = "cpu",
-                   sketch_steps: int | None = None):
-    """A `Reasoner` from component names; ``reasoner.attention_backend`` says what the sketcher uses.
-
-    A text-only learned policy (cot, direct) gets the ``blank`` sketcher when ``sketcher`` is
-    ``default`` and refuses an image-drawing one."""
-    from vision_encoder import PixelPatchEncoder
+    Args:
+        task: the task id; may be omitted when ``policy`` is a bundle or policy directory (its
+            own task), and must match it when given.
+        policy: see the module docstring.
+        sketcher: ``default`` takes the bundle's sketcher (a path in ``bundle.json`` is relative
+            to the bundle), else the shipped diffusion sketcher of the task. A text-only policy
+            (cot, direct) reasons without sketches and refuses an image-drawing sketcher.
+        error_rate: the simulated policy's chain error rate.
+        seed: keys every chain's token sampling and sketch noise (`vot.keys`).
+        max_steps, sketch_steps, temperature, top_p: ``None`` takes the bundle's value (``max_steps``
+            64 and the sketcher's own denoising steps without a bundle).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (bf16 models on CUDA).
+    """
     from vot.policy import SimulatedPolicy
     from vot.reasoner import Reasoner
 
-    check_names(policy, sketcher, encoder)
-    task = tasks.get(task)
+    check_names(policy, sketcher)
+    device = resolve_device(device)
+    choice = resolve_policy(policy, task)
+    if task is None and choice.task is None:
+        raise ValueError(f"policy {policy!r} works on any task; name the task")
+    the_task = tasks.get(task if task is not None else choice.task)
+    if choice.task is not None and choice.task != the_task.id:
+        raise ValueError(f"policy {policy} is for {choice.task}, not {the_task.id}")
     if policy == "simulated":
         the_policy = SimulatedPolicy(error_rate=error_rate, seed=seed)
-        own_encoder = PixelPatchEncoder()
     elif policy.startswith("hf:"):
         from vot.hf_policy import HFPolicy
 
-        the_policy, own_encoder = HFPolicy(policy[3:], seed=seed, device=device), None
-        if encoder == "pixel":
-            raise ValueError(f"policy {policy} reads images itself; use --encoder auto or none")
+        the_policy = HFPolicy(policy[3:], seed=seed, device=device, **_sampling(None, temperature, top_p))
     else:
-        the_policy, bundle_sketcher, bundle_steps = _learned_policy(task, policy, device, seed)
-        own_encoder = the_policy.encoder
+        from vot.lm.policy import SmallPolicy
+
+        the_policy = SmallPolicy(choice.policy_dir, device=device, seed=seed,
+                                 **_sampling(choice.sampling, temperature, top_p))
         mode = the_policy.model.spec.mode
-        if sketcher == "default" and bundle_sketcher and bundle_sketcher != "default" and mode == "vot":
-            sketcher = bundle_sketcher
         if mode != "vot":
             if sketcher not in ("default", "blank"):
-                raise ValueError(f"policy {policy} reasons in text ({mode}); it takes --sketcher blank, not {sketcher!r}")
+                raise ValueError(f"policy {policy} reasons in text ({mode}); it takes the blank sketcher, not {sketcher!r}")
             sketcher = "blank"
-        if sketch_steps is None:
-            sketch_steps = bundle_steps
-        if encoder == "pixel":
-            raise ValueError(f"policy {policy} reads images with its own encoder; use --encoder auto")
-    the_sketcher, backend = build_sketcher(task, sketcher, device)
-    the_encoder = {"auto": own_encoder, "pixel": PixelPatchEncoder(), "none": None}[encoder]
-    if not the_sketcher.produces_images:
-        the_encoder = None
-    reasoner = Reasoner(the_policy, the_sketcher, the_encoder, max_steps=max_steps, sketch_steps=sketch_steps,
-                        seed=seed)
-    reasoner.attention_backend = backend
-    return reasoner
+    if sketcher == "default" and choice.bundle is not None:
+        sketcher = choice.sketcher
+    return Reasoner(the_policy, build_sketcher(the_task, sketcher, device),
+                    max_steps=max_steps if max_steps is not None else choice.max_steps,
+                    sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed)
+
+
+def _sampling(bundle: dict | None, temperature: float | None, top_p: float | None) -> dict:
+    values = dict(bundle or {})
+    if temperature is not None:
+        values["temperature"] = temperature
+    if top_p is not None:
+        values["top_p"] = top_p
+    return values
+
+
+def load(name_or_path: str | Path, **options):
+    """A ready `vot.reasoner.Reasoner` from a bundle: ``maze``/``frozenlake``/``minibehavior``
+    (shipped, MCQ), a shipped bundle's full name (``frozenlake-nav``) or a bundle directory.
+    ``options`` are `build_reasoner`'s (``sketcher="oracle"`` for perfect imagination, ``device``,
+    ``seed``, ``temperature``, ``top_p``, ``max_steps``, ``sketch_steps``)."""
+    from vot.bundle import resolve
+
+    return build_reasoner(policy=str(resolve(name_or_path)), **options)

@@ -14,12 +14,20 @@ from tasks.splits import generate_split
 
 
 def write_problems(task_name: str, split: str, sizes: Sequence[int], count: int, seed: int, out: str | Path) -> Path:
-    """Generate ``count`` problems per size and write them under ``out``; returns the JSONL path."""
+    """Generate ``count`` problems per size and write them under ``out``; returns the JSONL path.
+    Every check (the task, the sizes, ``count`` >= 1, ``out`` a new or problem-free directory) comes
+    before anything is written."""
     task = get(task_name)
-    problems = [p for size in sizes for p in generate_split(task, split, size, count, seed)]
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"--count must be a positive integer (problems per size), got {count!r}")
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     path = out / "problems.jsonl"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory")
+    if path.exists():
+        raise ValueError(f"{path} exists; choose another --out")
+    problems = [p for size in sizes for p in generate_split(task, split, size, count, seed)]
+    (out / "images").mkdir(parents=True, exist_ok=True)
     with path.open("w") as handle:
         for number, problem in enumerate(problems):
             image = f"images/{number:05d}.png"

@@ -69,10 +69,11 @@ class HFPolicy:
     newlines are skipped). It is an answer when it states one ("The answer is ..." that the task can
     parse), when the model ended its turn without naming an action to sketch, or when it is empty.
     Log-probs are of the generated tokens (the stop token included) under the model's raw logits
-    (log-softmax before temperature / top-p). ``observe`` ignores ``tokens``: the model encodes the
-    sketches itself, so use the Reasoner with ``encoder=None``.
+    (log-softmax before temperature / top-p). The model's own vision tower reads the sketches
+    (``encoder`` is ``None``: no separate encoder call is counted).
     """
 
+    encoder = None
     SKETCH_TEXT = "Sketch of the state after that step."
     CONTINUE_TEXT = "Continue."  # user turn after a thought when the sketcher draws nothing
 
@@ -98,13 +99,17 @@ class HFPolicy:
         self.device = torch.device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
 
-        self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
+        from imagegen.quiet import quiet_loading
+
+        with quiet_loading():
+            self.processor = AutoProcessor.from_pretrained(str(path), local_files_only=True)
         if not getattr(self.processor, "chat_template", None):
             raise ValueError(f"HFPolicy: the processor in {str(path)!r} has no chat template "
                              "(chat_template.jinja / chat_template.json); one is needed to format the conversation")
         self.tokenizer = self.processor.tokenizer
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, dtype=self.dtype)
+        with quiet_loading():
+            self.model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, dtype=self.dtype)
         self.model.to(self.device).eval()
 
         self.stop_ids = self._stop_ids()
@@ -190,9 +195,10 @@ class HFPolicy:
         return thoughts
 
     def observe(self, contexts: Sequence[HFContext], images: Sequence[Image.Image] | None,
-                tokens: torch.Tensor | None) -> None:
+                pixels: torch.Tensor | None = None) -> None:
         """Append each sketch as a user turn (image + ``SKETCH_TEXT``); ``images=None`` (text-only
-        chains) appends a ``CONTINUE_TEXT`` user turn so roles keep alternating. ``tokens`` is ignored."""
+        chains) appends a ``CONTINUE_TEXT`` user turn so roles keep alternating. The checkpoint's
+        processor reads the PIL images; ``pixels`` is ignored."""
         if images is not None and len(images) != len(contexts):
             raise ValueError(f"got {len(images)} images for {len(contexts)} contexts")
         for i, context in enumerate(contexts):

@@ -2,12 +2,13 @@
 
 A policy keeps one *context* per chain (for a language model: its KV cache). The loop calls
 ``begin`` once (prefill prompt + initial image), then alternates ``think`` (sample until a sketch
-request or an answer) and ``observe`` (append the new sketch's vision tokens). ``fork`` copies a
-context so search strategies can branch a partial chain.
+request or an answer) and ``observe`` (read the new sketch). ``fork`` copies a context so search
+strategies can branch a partial chain. A policy owns how it reads images: its ``encoder`` (a
+`vision_encoder.Encoder`, or ``None`` when it reads images another way or not at all) turns
+each sketch into vision tokens inside ``observe``.
 """
 from __future__ import annotations
 
-import math
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
@@ -31,7 +32,15 @@ class Thought:
 
 @runtime_checkable
 class Policy(Protocol):
+    """What the reasoning loop (`vot.reasoner.Reasoner`) calls; every call is batched over chains.
+
+    Attributes:
+        label: names the policy in logs and summaries.
+        encoder: the vision encoder ``observe`` uses (its calls are counted as compute), or ``None``.
+    """
+
     label: str
+    encoder: Any
 
     def begin(self, problems: Sequence[Problem], samples: Sequence[int], *, greedy: bool = False) -> list[Any]:
         """One context per (problems[i], samples[i]) pair: the prompt and initial image prefilled."""
@@ -39,8 +48,11 @@ class Policy(Protocol):
     def think(self, contexts: Sequence[Any]) -> list[Thought]:
         """Next thought of every context (batched)."""
 
-    def observe(self, contexts: Sequence[Any], images: Sequence[Image.Image], tokens: torch.Tensor | None) -> None:
-        """Append each new sketch (and its vision tokens, (B, T, D)) to its context."""
+    def observe(self, contexts: Sequence[Any], images: Sequence[Image.Image] | None,
+                pixels: torch.Tensor | None = None) -> None:
+        """Read each new sketch into its context. ``images`` is ``None`` for text-only chains;
+        ``pixels`` (B, 3, H, W), when given, holds the same images as a device tensor (8-bit grid
+        in [-1, 1]) for an encoder with ``encode_pixels``."""
 
     def fork(self, context: Any, branch: int) -> Any:
         """An independent copy of ``context`` whose future samples differ by ``branch``."""
@@ -78,6 +90,7 @@ class SimulatedPolicy:
     """
 
     label = "simulated"
+    encoder = None  # it reads sketches back with the task's reader, not through vision tokens
 
     def __init__(self, error_rate: float = 0.3, seed: int = 0, confidence_gap: float = 1.0, trust_sketches: bool = False):
         if not 0.0 <= error_rate < 1.0:
@@ -157,12 +170,8 @@ class SimulatedPolicy:
         except ValueError:
             return None
 
-    def observe(self, contexts, images, tokens):
+    def observe(self, contexts, images, pixels=None):
         for context, image in zip(contexts, images or [None] * len(contexts)):
             if image is not None:
                 context.last_image = image
 
-
-def mean_logprob_confidence(logprobs: Sequence[float]) -> float:
-    """exp(mean token log-prob) in (0, 1]; 1.0 for an empty list."""
-    return math.exp(sum(logprobs) / len(logprobs)) if logprobs else 1.0

@@ -64,27 +64,28 @@ class SketchSearch:
 
 
 class Reasoner:
-    """Policy + sketcher + encoder, advanced together.
+    """A policy and a sketcher, advanced together (the policy reads each sketch with its own
+    ``encoder``; see `vot.policy.Policy`). `vot.load` and `vot.components.build_reasoner` build
+    one from a bundle or from component names.
 
     Args:
         policy: a `vot.policy.Policy`.
         sketcher: an `imagegen.SketchGenerator` (``produces_images=False`` gives text-only chains).
-        encoder: a `vision_encoder.Encoder`, or ``None`` when the policy reads images itself.
         max_steps: thoughts per chain before it is stopped and marked unfinished.
         sketch_steps: denoising steps per sketch (default: the sketcher's own).
         seed: with the problem id, the chain's lineage and the step, keys each sketch's noise; the
             sketcher gets one ``torch.Generator`` per image.
-        sketches_on_device: keep sketches as device tensors from the sketcher to the encoder when
-            both support it (`on_device`); False goes through PIL images (the same pixels).
+        sketches_on_device: keep sketches as device tensors from the sketcher to the policy's
+            encoder when both support it (`on_device`); False goes through PIL images (the same pixels).
     """
 
-    def __init__(self, policy, sketcher, encoder=None, *, max_steps: int = 64, sketch_steps: int | None = None,
+    def __init__(self, policy, sketcher, *, max_steps: int = 64, sketch_steps: int | None = None,
                  seed: int = 0, sketches_on_device: bool = True):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-        self.policy, self.sketcher, self.encoder = policy, sketcher, encoder
+        self.policy, self.sketcher = policy, sketcher
         self.max_steps = max_steps
         self.sketch_steps = sketch_steps if sketch_steps is not None else getattr(sketcher, "default_steps", 0)
         self.seed = seed
@@ -99,6 +100,16 @@ class Reasoner:
     @property
     def label(self) -> str:
         return f"{self.policy.label}+{self.sketcher.label}"
+
+    @property
+    def encoder(self):
+        """The policy's vision encoder (``None`` when it reads sketches another way)."""
+        return getattr(self.policy, "encoder", None)
+
+    @property
+    def attention_backend(self) -> str:
+        """The sketcher's attention backend (``sdpa``, ``xformers``, ``none``) or why there is none."""
+        return getattr(self.sketcher, "attention_backend", "unknown")
 
     # --- building blocks for strategies ------------------------------------------------------
     def start(self, problems: Sequence[Problem], samples: Sequence[int], *, greedy: bool = False,
@@ -180,11 +191,8 @@ class Reasoner:
             images, pixels = self._draw(group, 0)
             if search is not None and search.active:
                 images, pixels, draws = self._search(group, images, pixels, search)
-            if pixels is not None:  # the sketches never left the device
-                tokens = self.encoder.encode_pixels(torch.stack(pixels))  # (B, T, D)
-            else:
-                tokens = self.encoder.encode(images) if self.encoder is not None else None  # (B, T, D)
-            self.policy.observe([r.context for r in group], images, tokens)
+            # the sketches never left the device when ``pixels`` is set: (B, 3, H, W)
+            self.policy.observe([r.context for r in group], images, torch.stack(pixels) if pixels is not None else None)
             share = (time.perf_counter() - began) / max(sum(draws), 1)  # a chain pays for each sketch it drew
             for row, (item, image, drawn) in enumerate(zip(group, images, draws)):
                 item.image = image
@@ -199,8 +207,8 @@ class Reasoner:
 
     @property
     def on_device(self) -> bool:
-        """Whether sketches stay device tensors from the sketcher to the encoder (a sketcher with
-        ``sketch_pixels`` and an encoder with ``encode_pixels``); PIL images are still made for the
+        """Whether sketches stay device tensors from the sketcher to the policy's encoder (a sketcher
+        with ``sketch_pixels`` and an encoder with ``encode_pixels``); PIL images are still made for the
         chain's log, the verifiers and the readers."""
         return (self.sketches_on_device and hasattr(self.sketcher, "sketch_pixels")
                 and hasattr(self.encoder, "encode_pixels"))

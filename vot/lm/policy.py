@@ -76,7 +76,7 @@ class SmallPolicy:
         if torch.device(device).type == "cuda":
             self.model.to(torch.bfloat16)
         self.tokenizer = model.tokenizer
-        self.encoder = model.encoder  # the Reasoner's encoder: vision tokens come in through observe
+        self.encoder = model.encoder  # observe turns each sketch into vision tokens with it
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.max_thought_tokens = max_thought_tokens
         self.label = f"small-{model.spec.mode}"
@@ -168,13 +168,16 @@ class SmallPolicy:
 
     @torch.no_grad()
     def observe(self, contexts: Sequence[LMContext], images: Sequence[Image.Image] | None,
-                tokens: torch.Tensor | None) -> None:
+                pixels: torch.Tensor | None = None) -> None:
+        """Append each sketch's vision tokens (from ``pixels`` (B, 3, H, W) when given, else from
+        ``images``), framed by ``<img>``, then the next thought's index token."""
         if not contexts:
             return
         if images is not None and len(images) != len(contexts):
             raise ValueError(f"got {len(images)} images for {len(contexts)} contexts")
-        if tokens is None and images is not None:
-            tokens = self._encode_each(images)
+        tokens = None
+        if images is not None:
+            tokens = self.encoder.encode_pixels(pixels) if pixels is not None else self._encode_each(images)
         heads, afters = [], []
         for context in contexts:
             heads.append(list(context.pending) + ([self.tokenizer.img] if images is not None else []))

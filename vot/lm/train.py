@@ -198,7 +198,7 @@ def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int =
     policy = SmallPolicy(model, device=str(model.device), max_thought_tokens=longest + 2)
     if sketcher is None:
         sketcher = OracleSketcher(task) if model.spec.mode == "vot" else BlankSketcher()
-    reasoner = Reasoner(policy, sketcher, policy.encoder if sketcher.produces_images else None,
+    reasoner = Reasoner(policy, sketcher,
                         max_steps=max(len(t) for t in traces) + 2)
     correct = 0
     was_training = model.training
