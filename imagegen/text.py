@@ -12,12 +12,26 @@ SPECIALS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]  # EOS is id 3: CLIP pools at th
 MAX_LENGTH = 16
 
 
+def word_level_tokenizer(corpus: Iterable[str], specials: list[str], *, lowercase: bool = False,
+                         split_digits: bool = False) -> Tokenizer:
+    """The project's one word-level tokenizer builder (the sketcher's and the policy's,
+    `vot.lm.tokenizer.WordTokenizer`): words and punctuation marks split off (each digit alone with
+    ``split_digits``), ``specials`` first (ids 0, 1, ...; ``specials[1]`` is the unknown token),
+    then every word of ``corpus``."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token=specials[1]))
+    if lowercase:
+        tokenizer.normalizer = normalizers.Lowercase()
+    splitters = [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()]
+    if split_digits:
+        splitters.append(pre_tokenizers.Digits(individual_digits=True))
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(splitters)
+    tokenizer.train_from_iterator(list(corpus), trainers.WordLevelTrainer(special_tokens=specials, min_frequency=1))
+    return tokenizer
+
+
 def train_tokenizer(corpus: Iterable[str]) -> PreTrainedTokenizerFast:
     """Word-level, lower-cased, punctuation split off; every word of ``corpus`` gets an id."""
-    tokenizer = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
-    tokenizer.train_from_iterator(list(corpus), trainers.WordLevelTrainer(special_tokens=SPECIALS, min_frequency=1))
+    tokenizer = word_level_tokenizer(corpus, SPECIALS, lowercase=True)
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[BOS] $A [EOS]", special_tokens=[("[BOS]", 2), ("[EOS]", 3)]
     )

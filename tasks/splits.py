@@ -75,11 +75,6 @@ def generate_split(task: Task | str, split: str, size: int, count: int, seed: in
     return problems
 
 
-def benchmark_sizes(task: Task | str) -> dict[str, tuple[int, ...]]:
-    task = get(task)
-    return {"in_distribution": task.in_distribution, "out_of_distribution": task.out_of_distribution}
-
-
 def benchmark(task: Task | str, count: int = BENCHMARK_COUNT, seed: int = BENCHMARK_SEED) -> dict[int, list[Problem]]:
     """The canonical test set: ``count`` problems per in- and out-of-distribution size."""
     task = get(task)

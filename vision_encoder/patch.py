@@ -95,12 +95,6 @@ class PatchEncoder(nn.Module):
         width = config.hidden_size
         self.projector = nn.Sequential(nn.Linear(width, dim), nn.GELU(), nn.Linear(dim, dim))
 
-    def tokens_per_image(self, width: int, height: int) -> int:
-        """T for an image of this size."""
-        if self.pad:
-            return -(-height // self.patch) * -(-width // self.patch)
-        return (height // self.patch) * (width // self.patch)
-
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -31,6 +31,9 @@ class ScoredPool:
 
 
 def score_pool(problem: Problem, chains: Sequence[Chain], verifiers: Sequence[Verifier], how: str = "min") -> ScoredPool:
+    """A problem's pool of chains reduced to what the curves need: each chain's parsed answer,
+    whether it is right, and its score under every step-level verifier (combined by ``how``).
+    Scoring writes each step's score into ``step.scores`` (`vot.verifiers.Verifier.score`)."""
     task = tasks.get(problem.task)
     keys = [answer_key(problem, c.answer) for c in chains]
     correct = np.array([c.answer is not None and task.check(problem, c.answer).correct for c in chains])

@@ -2,6 +2,19 @@
 
     result = STRATEGIES[name](problems, reasoner, verifier, config) -> list[Result]
 
+    problems: the problems to answer (a batch: every strategy advances all of them together).
+    reasoner: a `vot.reasoner.Reasoner` (policy + sketcher); strategies only start, advance, fork
+        and rewind its chains.
+    verifier: a `vot.verifiers.Verifier`. Selection strategies score finished chains with it;
+        search strategies (beam, dvts, refine, adaptive's window, compute_optimal) score partial
+        chains step by step and need a step-level verifier; sketch search needs one that checks
+        sketches. The oracle verifier is refused by `run_strategy`.
+    config: the strategy's dataclass (`make_config`), ``n`` its number of chains.
+    Returns one `Result` per problem: the answer, the chains kept, which one was selected (and by
+    which rule, ``Result.verifier``), and the compute of every chain created.
+
+`run_strategy(name, problems, reasoner, verifier, **settings)` builds the config and runs it.
+
 Each strategy has its own small config dataclass, and every field of it is used (tests run each
 strategy with non-default values and check that the behaviour changed). Strategies know nothing
 about diffusion: they only start, advance, fork and rewind chains through the `Reasoner`. Results
@@ -364,6 +377,7 @@ STRATEGIES: dict[str, tuple[Callable, type]] = {
 
 
 def get_strategy(name: str) -> tuple[Callable, type]:
+    """(strategy function, its config dataclass) for ``name``; a one-line error for an unknown one."""
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
     return STRATEGIES[name]

@@ -55,9 +55,14 @@ class Verifier:
     checks_sketches = False  # whether a step's score depends on its sketch (sketch-level search needs it)
 
     def step_scores(self, problem: Problem, chain: Chain) -> list[float]:
+        """One score in [0, 1] per step of ``chain`` (1 = the step looks right), read-only."""
         raise NotImplementedError(f"the {self.label} verifier has no step-level scores")
 
     def score(self, problem: Problem, chain: Chain, pool: Sequence[Chain] = (), how: str = "min") -> float:
+        """The chain's score in [0, 1]: its step scores combined by ``how`` (`aggregate`: ``min``,
+        ``mean``, ``prod``, ``last``). Side effect: each step's score is written to
+        ``step.scores[self.label]``, which the run log, the report and the viewer show. ``pool``
+        (the problem's other chains) is used only by pool-level verifiers (vote)."""
         scores = self.step_scores(problem, chain)
         for step, value in zip(chain.steps, scores):
             step.scores[self.label] = value

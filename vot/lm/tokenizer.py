@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 MAX_INDEX = 64
 SPECIALS = ["<pad>", "<unk>", "<bos>", "<eot>", "<eos>", "<img>", "</img>"] + [f"<{k}>" for k in range(1, MAX_INDEX + 1)]
@@ -60,11 +60,9 @@ class WordTokenizer:
     @classmethod
     def train(cls, corpus: Iterable[str]) -> "WordTokenizer":
         """Every word and punctuation mark in ``corpus`` gets an id."""
-        tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation(), pre_tokenizers.Digits(individual_digits=True)])
-        tokenizer.train_from_iterator(list(corpus) + [" ".join("0123456789")], trainers.WordLevelTrainer(special_tokens=SPECIALS, min_frequency=1))
-        return cls(tokenizer)
+        from imagegen.text import word_level_tokenizer
+
+        return cls(word_level_tokenizer(list(corpus) + [" ".join("0123456789")], SPECIALS, split_digits=True))
 
     @classmethod
     def load(cls, path: str | Path) -> "WordTokenizer":
