@@ -219,6 +219,11 @@ def first_line(config: BenchConfig, task: tasks.Task, sizes, problems: int, done
     choice = resolve_policy(config.policy, task.id)
     policy = f"bundle {choice.bundle}" if choice.bundle else f"policy {choice.policy_dir or config.policy}"
     sketcher = choice.sketcher if config.sketcher == "default" and choice.bundle else config.sketcher
+    if sketcher == "default":
+        from imagegen import PRETRAINED
+        from imagegen.data import environment_of
+
+        sketcher = f"default ({PRETRAINED / environment_of(task.id)})"
     processes = f" over {world} processes" if world > 1 else ""
     reference = ", ".join(reference_components(config)) or "none"
     return (f"vot bench {task.id}: {problems} problems ({config.count} per size; {where}), {done} already done{processes}; "
