@@ -344,12 +344,13 @@ class MazeWorld(Task):
             tuple((label, tuple(cell)) for label, cell in record["marks"]),
         )
 
-    def _start_state(self, layout: MazeLayout, start: Cell, marks: dict[str, Cell]) -> MazeState:
+    def _start_state(self, layout: MazeLayout, start: Cell, marks: dict[str, Cell],
+                     start_may_be_marked: bool = False) -> MazeState:
         n = layout.size
         for label, cell in [("start", start), *marks.items()]:
             if not (0 <= cell[0] < n and 0 <= cell[1] < n):
                 raise InvalidLayout(f"{label} cell {cell} is outside the {n}x{n} maze")
-        if start in marks.values():
+        if start in marks.values() and not start_may_be_marked:
             raise InvalidLayout(f"the start {start} cannot also be a marked cell")
         if len(set(marks.values())) != len(marks):
             raise InvalidLayout("two marks share a cell")
@@ -395,7 +396,8 @@ class MazeMCQ(MCQFormat, MazeWorld):
         the shortest path to it) or ``actions`` (a wall-free sequence that must end on a candidate)."""
         if sorted(candidates) != list("ABCD"):
             raise InvalidLayout(f"candidates must be labelled A-D, got {sorted(candidates)}")
-        state = self._start_state(layout, tuple(start), {k: tuple(v) for k, v in candidates.items()})
+        # a candidate may sit on the start (MVoT's format allows it): a sequence that returns there
+        state = self._start_state(layout, tuple(start), {k: tuple(v) for k, v in candidates.items()}, start_may_be_marked=True)
         if (target is None) == (actions is None):
             raise ValueError("give exactly one of target= or actions=")
         if target is not None and target not in candidates:
