@@ -407,9 +407,11 @@ class MiniBehaviorMCQ(MCQFormat, RoomWorld):
                 if (problem.answer == "A") == success:
                     return problem
 
+    scripts = {**SUCCESS_SCRIPTS, **FAILURE_SCRIPTS}
+
     def _sequence(self, state: RoomState, variant: str, rng: np.random.Generator) -> list[str] | None:
         """The actions of ``variant``'s script from ``state``; ``None`` if the room does not allow it."""
-        script = {**SUCCESS_SCRIPTS, **FAILURE_SCRIPTS}[variant]
+        script = self.scripts[variant]
         if script is None:
             return shortest_plan(state, rng)
         script = list(script)
@@ -419,17 +421,20 @@ class MiniBehaviorMCQ(MCQFormat, RoomWorld):
             script.append("wander")
         actions = []
         for step in script:
-            if step in ACTIONS:
-                part = [step]
-            elif step == "wander":
-                part = _wander(state, rng, 1 + int(rng.integers(3)))
-            else:
-                part = _walk(state, _targets(state, step, rng), rng)
-                if part is None:
-                    return None
+            part = self._script_part(state, step, rng)
+            if part is None:
+                return None
             state = ([state] + self.rollout(state, part))[-1]
             actions += part
         return actions
+
+    def _script_part(self, state: RoomState, step: str, rng: np.random.Generator) -> list[str] | None:
+        """The actions of one script step (see ``SUCCESS_SCRIPTS``); ``None`` if there is no target."""
+        if step in ACTIONS:
+            return [step]
+        if step == "wander":
+            return _wander(state, rng, 1 + int(rng.integers(3)))
+        return _walk(state, _targets(state, step, rng), rng)
 
     def answer_for(self, state: RoomState) -> str:
         """A (Success) if the printer is installed, else B (Failure)."""

@@ -16,8 +16,7 @@ from tasks import grid
 from tasks.core import Problem
 from tasks.frozenlake import FrozenLakeMCQ, _find, _path, _safe_distances
 from tasks.maze import MazeMCQ, _path_actions, random_maze
-from tasks.minibehavior import ACTIONS, FAILURE_SCRIPTS, SUCCESS_SCRIPTS, MiniBehaviorMCQ, _targets, _transition, _walk, _wander
-from tasks.minibehavior import layout_of, random_room, shortest_plan
+from tasks.minibehavior import ACTIONS, FAILURE_SCRIPTS, SUCCESS_SCRIPTS, MiniBehaviorMCQ, _transition
 
 
 def _choose(rng: np.random.Generator, weights: dict[str, float]) -> str:
@@ -183,34 +182,20 @@ class MiniBehaviorMCQv1(MiniBehaviorMCQ):
     }
 
     def _sequence(self, state, variant: str, rng: np.random.Generator) -> list[str] | None:
+        """v0's scripts and these, refused beyond ``4n`` actions."""
+        actions = super()._sequence(state, variant, rng)
+        return actions if actions and len(actions) <= 4 * state.size else None
+
+    def _script_part(self, state, step: str, rng: np.random.Generator) -> list[str] | None:
         """v0's script steps plus ``bump`` (a move into a wall, the table or the printer, which
-        changes nothing) and ``fumble`` (2-n random actions, valid or not); ``None`` when the
-        room does not allow the script or the sequence exceeds ``4n``."""
-        script = self.scripts[variant]
-        if script is None:
-            return shortest_plan(state, rng)
-        script = list(script)
-        if rng.random() < self.extra_probability:
-            script.insert(0, "anywhere")
-        actions = []
-        for step in script:
-            if step in ACTIONS:
-                part = [step]
-            elif step == "wander":
-                part = _wander(state, rng, 1 + int(rng.integers(3)))
-            elif step == "bump":
-                part = _bump(state, rng)
-            elif step == "fumble":
-                part = [ACTIONS[int(rng.integers(len(ACTIONS)))] for _ in range(int(rng.integers(2, state.size + 1)))]
-            elif step.endswith("printer") and state.printer is None:  # a fumble picked it up already
-                return None
-            else:
-                part = _walk(state, _targets(state, step, rng), rng)
-                if part is None:
-                    return None
-            state = ([state] + self.rollout(state, part))[-1]
-            actions += part
-        return actions if 0 < len(actions) <= 4 * state.size else None
+        changes nothing) and ``fumble`` (2-n random actions, valid or not)."""
+        if step == "bump":
+            return _bump(state, rng)
+        if step == "fumble":
+            return [ACTIONS[int(rng.integers(len(ACTIONS)))] for _ in range(int(rng.integers(2, state.size + 1)))]
+        if step.endswith("printer") and state.printer is None:  # a fumble picked it up already
+            return None
+        return super()._script_part(state, step, rng)
 
 
 def _bump(state, rng: np.random.Generator) -> list[str]:
