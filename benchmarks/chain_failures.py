@@ -25,8 +25,9 @@ from pathlib import Path
 
 import tasks
 from tasks.parsing import parse_actions
-from vot.chain import Chain, ChainLog
-from vot.viewer import problem_from_id, read_back
+from vot.chain import Chain
+from vot.run import read_run
+from vot.viewer import read_back
 
 
 def analyse_chain(task, problem, chain: Chain) -> dict:
@@ -71,24 +72,23 @@ def failure_class(facts: dict) -> str:
 
 
 def analyse_run(run_dir: str | Path, strategy: str = "greedy") -> dict:
-    """``{size: counts}`` over a run directory's chains of ``strategy``."""
-    records = [r for r in ChainLog(run_dir).records() if r["strategy"] == strategy]
-    if not records:
-        raise ValueError(f"{run_dir} has no {strategy!r} chains (strategies: "
-                         f"{sorted({r['strategy'] for r in ChainLog(run_dir).records()})})")
+    """``{size: counts}`` over a run directory's chains of ``strategy`` (`vot.run.read_run`)."""
+    run = read_run(run_dir)
+    pairs = [(entry, r) for entry in run.finished for r in entry.chains if r.strategy == strategy]
+    if not pairs:
+        raise ValueError(f"{run_dir} has no {strategy!r} chains (strategies: {sorted({r.strategy for r in run.records})})")
     by_size: dict[int, Counter] = defaultdict(Counter)
-    for record in records:
-        problem = problem_from_id(record["problem_id"])
-        task = tasks.get(problem.task)
-        facts = analyse_chain(task, problem, Chain.from_json(record["chain"], run_dir))
-        counts = by_size[int(record["size"])]
+    for entry, record in pairs:
+        task = tasks.get(entry.problem.task)
+        facts = analyse_chain(task, entry.problem, run.sketched(record))
+        counts = by_size[record.size]
         counts["chains"] += 1
-        counts["correct"] += bool(record["correct"])
+        counts["correct"] += record.correct
         counts["sketches"] += facts["sketches"]
         counts["transition_errors"] += facts["transition_errors"]
         counts["transition_errors_on_marks"] += facts["transition_errors_on_marks"]
         counts["chains_with_misdrawn_sketch"] += bool(facts["misdrawn"])
-        if not record["correct"]:
+        if not record.correct:
             counts[f"failed: {failure_class(facts)}"] += 1
     return {size: dict(counts) for size, counts in sorted(by_size.items())}
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import tasks
 from tasks.metrics import rate
 from vot.bench import BenchConfig, run_bench
+from vot.run import read_run
 
 
 def _pooled(summary: dict, group: str, sizes: list[int]) -> dict:
@@ -38,8 +39,7 @@ def _greedy_on_pool_problems(greedy_dir: Path, pool_dir: Path) -> dict:
     """Greedy accuracy on exactly the problems the pool was sampled on (the first ``--pool-count`` of
     each size), so best-of-N is compared with N=1 on the same problems, not on the larger greedy set."""
     def outcomes(run: Path, strategy: str) -> dict[str, bool]:
-        records = (json.loads(line) for line in (run / "results.jsonl").read_text().splitlines() if line.strip())
-        return {r["problem_id"]: r["correct"] for r in records if r["strategy"] == strategy}
+        return {r.problem_id: r.correct for r in read_run(run).records if r.strategy == strategy}
 
     greedy = outcomes(greedy_dir, "greedy")
     pool = outcomes(pool_dir, "pool")

@@ -21,22 +21,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tasks.metrics import rate  # noqa: E402
 from vot.bench import CURVE_OF, SAMPLING  # noqa: E402
-from vot.chain import ChainLog  # noqa: E402
+from vot.run import read_run  # noqa: E402
 from vot.scaling import pass_at_k  # noqa: E402
 
 
 def _groups(run: Path) -> tuple:
     """(group -> problem -> correct, problem -> size, group -> relative compute, pool correctness, summary)."""
-    summary = json.loads((run / "summary.json").read_text())
-    records = ChainLog(run).records()
-    sizes = {r["problem_id"]: r["size"] for r in records}
+    record = read_run(run)
+    if record.summary is None:
+        raise ValueError(f"{run} has no summary.json (an unfinished run?)")
+    summary, records = record.summary, record.records
+    sizes = {r.problem_id: r.size for r in records}
     groups: dict[str, dict] = {}
     pools: dict[str, list[bool]] = {}
     for r in records:
-        if r["result"] is not None:
-            groups.setdefault(f"{r['strategy']}@{r['n']}", {})[r["problem_id"]] = bool(r["result"]["correct"])
-        elif r["strategy"] == "pool":
-            pools.setdefault(r["problem_id"], []).append(bool(r["correct"]))
+        if r.result is not None:
+            groups.setdefault(r.group, {})[r.problem_id] = r.result.correct
+        elif r.strategy == "pool":
+            pools.setdefault(r.problem_id, []).append(r.correct)
     relative = {g: v["relative"] for g, v in summary.get("compute", {}).get("groups", {}).items()}
     return groups, sizes, relative, pools, summary
 
@@ -104,8 +106,9 @@ def _curve_by_size(run: Path, curve: str, n: int, ids: list[str]) -> dict:
     from vot.bench import BenchConfig, _pool_curves  # the bench's own curve code, on a subset
     import tasks
 
-    config = BenchConfig(**json.loads((run / "config.json").read_text()))
-    records = [r for r in ChainLog(run).records() if r["problem_id"] in set(ids)]
+    record = read_run(run)
+    config = BenchConfig(**record.config)
+    records = [r for r in record.records if r.problem_id in set(ids)]
     point = _pool_curves(records, config, tasks.get(config.task)).get(curve, {}).get(str(n))
     return {"value": point["value"], "low": point["low"], "high": point["high"], "total": point["n"]} if point else {}
 

@@ -19,7 +19,8 @@ ENVIRONMENTS = {
     "maze": ("maze-mcq-v0", "maze-nav-v0"),
     "frozenlake": ("frozenlake-mcq-v0", "frozenlake-nav-v0"),
     "minibehavior": ("minibehavior-mcq-v0", "minibehavior-nav-v0"),
-}
+}  # the tasks whose transitions train each sketcher (kept as trained, so its command reproduces)
+ALSO_SKETCHED = {"maze-mcq-v1": "maze", "frozenlake-mcq-v1": "frozenlake", "minibehavior-mcq-v1": "minibehavior"}
 
 
 def environment_of(name: str) -> str:
@@ -30,6 +31,8 @@ def environment_of(name: str) -> str:
     for environment, ids in ENVIRONMENTS.items():
         if task_id in ids:
             return environment
+    if task_id in ALSO_SKETCHED:  # the same worlds, wider action sequences (tasks.v1)
+        return ALSO_SKETCHED[task_id]
     raise ValueError(f"no sketcher environment for {name!r}; expected one of {sorted(ENVIRONMENTS)} or their task ids")
 
 

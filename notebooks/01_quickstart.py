@@ -92,8 +92,8 @@ viewer.show(viewer.disagreements[bad] + 1 if bad is not None else 1).image()
 # ## Opening a `vot bench` run
 #
 # A run directory written by the CLI (`vot bench maze --size 3 --count 2 --n 1,2 --out RUN`) opens
-# the same way: chains come from `results.jsonl`, sketches from their PNG files, and the problem is
-# re-generated from its id.
+# the same way: chains come from `results.jsonl`, sketches from their PNG files, and the problems
+# from `problems.jsonl`.
 
 # %%
 import tempfile
@@ -105,3 +105,20 @@ run_dir = Path(tempfile.mkdtemp()) / "run"
 summary = run_bench(BenchConfig(task="maze-mcq-v0", policy="simulated", sketcher="oracle", sizes=[3], count=2,
                                 n=[1, 2], out=str(run_dir)), progress=False)
 ChainViewer.from_run_dir(run_dir)  # the pool of N_max chains of the first problem; group="greedy@1" etc.
+
+# %% [markdown]
+# `read_run` reads the whole directory as one typed record: the config, the summary, and every
+# problem with its chain records (strategy, N, verifier, selected, correct, the strategy's result,
+# the pool's chain scores and the `Chain` itself). `vot.explain.selections` says which chain each
+# strategy selected for a problem and why, as the run's `report.html` does.
+
+# %%
+from vot.explain import selections
+from vot.run import read_run
+
+run = read_run(run_dir)
+entry = run.problems[0]
+print(entry.id, "| size", entry.size, "| groups", ", ".join(entry.groups()))
+for selection in selections(run, entry):
+    chain = selection.record.chain.sample if selection.record else "-"
+    print(f"{selection.group:<20} chain {chain}: {'right' if selection.correct else 'wrong'} ({selection.reason})")

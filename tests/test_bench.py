@@ -311,3 +311,7 @@ def test_vot_show_errors_clearly(small_run, tmp_path, capsys):
     assert main(["show", str(tmp_path / "empty")]) == 2
     assert "has no results.jsonl" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()  # showing is read-only
+    assert main(["show", str(out), "--strategy", "nope@3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("vot show: error: --strategy 'nope@3' is not in this run; its groups are pool@4, ")
+    assert len(err.splitlines()) == 1

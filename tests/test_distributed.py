@@ -68,6 +68,7 @@ def test_accelerate_launch_two_processes_matches_one(tmp_path, single):
     for name in ("scaling.png", "scaling.json", "report.html"):
         assert (out / name).is_file()
     assert not list(out.glob("results.rank*")) and not list(out.glob("*.tmp"))
+    assert (out / "problems.jsonl").read_text() == (single_out / "problems.jsonl").read_text()  # the main process's
 
     merged, alone = _lines(out), _lines(single_out)
     assert all(count == 1 for count in Counter(map(_key, merged)).values())

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 import tasks
@@ -15,8 +16,11 @@ from tasks.splits import generate_split
 from vot.bench import BenchConfig, run_bench
 from vot.chain import Chain
 from vot.components import build_reasoner
+from tasks.parsing import action_sentence
+from vot.verifiers import ConsistencyVerifier
 from vot.viewer import (
-    PANEL, TEXT_WIDTH, ChainViewer, chain_html, first_disagreement, input_strip, load_run, problem_from_id, step_strip,
+    PANEL, TEXT_WIDTH, ChainViewer, chain_html, consistency_checks, first_disagreement, input_strip, load_run,
+    problem_from_id, step_strip,
 )
 
 
@@ -64,7 +68,7 @@ def test_chain_html_escapes_thoughts_and_answer(maze_chains):
     evil.answer = "<b>A</b>"
     text = chain_html(evil)
     assert "<script>" not in text and "<b>A</b>" not in text
-    assert html.escape(evil.steps[0].thought) in text and "&lt;b&gt;A&lt;/b&gt;" in text
+    assert str(escape(evil.steps[0].thought)) in text and "&lt;b&gt;A&lt;/b&gt;" in text  # jinja2's escaping
 
 
 def test_step_strip_is_one_rgb_size_for_every_step(maze_chains):
@@ -124,6 +128,23 @@ def test_first_disagreement_finds_the_corrupted_sketch(maze_chains):
     assert "first disagreement: step 3" in viewer.headers[1].value
 
 
+def test_rejected_steps_name_the_rule_they_break(maze_chains):
+    problem, chain, sampled = maze_chains
+    verifier = ConsistencyVerifier()
+    for c in (chain, *sampled):  # one home for the rules: a reason exactly where the score is 0
+        assert [r is None for r in verifier.step_checks(problem, c)] == [s == 1.0 for s in verifier.step_scores(problem, c)]
+    corrupted = _copy(chain)
+    corrupted.steps[2].sketch = corrupted.steps[1].sketch  # the third sketch shows no move
+    checks = consistency_checks(corrupted, problem)
+    assert checks[:2] == [None, None] and checks[2].startswith("the sketch reads as 'Now at row")
+    off = _copy(chain)
+    off.steps[0].thought = "Go sideways."
+    assert consistency_checks(off, problem)[0] == "the thought names no action"
+    text = chain_html(corrupted, problem)
+    assert str(escape(checks[2])) in text
+    assert f"<td>3</td>\n<td>3: {action_sentence(problem.actions[2])}</td>" in text  # step number beside the stated action
+
+
 def test_problem_from_id_rebuilds_split_problems():
     problems = generate_split("frozenlake-mcq-v0", "test", 3, 4, 1)
     for problem in problems[::-1]:
@@ -167,7 +188,7 @@ def test_load_run_picks_groups_and_problems(run_dir):
     second = generate_split("maze-mcq-v0", "test", 3, 2, 0)[1].id
     problem, group, records, chains = load_run(run_dir, second, "greedy@1")
     assert problem.id == second and group == "greedy@1" and len(chains) == 1
-    assert records[0]["strategy"] == "greedy" and chains[0].problem_id == second
+    assert records[0].strategy == "greedy" and records[0].selected and chains[0].problem_id == second
     viewer = ChainViewer.from_run_dir(run_dir, problem_id=second, group="greedy@1")
     assert viewer.slider.max == len(chains[0].steps)
     with pytest.raises(ValueError, match="greedy@1, pool@2|pool@2, greedy@1"):

@@ -1,8 +1,11 @@
 """``vot bench``: run strategies over a task's test problems and write a run directory.
 
-The run directory holds ``config.json``, ``results.jsonl`` (one line per chain, flushed one batch
-of problems at a time, so ``--resume`` loses nothing finished), ``sketches/``, ``summary.json``,
-``scaling.png`` + ``scaling.json`` and ``report.html``.
+The run directory holds ``config.json``, ``problems.jsonl`` (the problems, `vot.data`),
+``results.jsonl`` (one line per chain, flushed one batch of problems at a time, so ``--resume``
+loses nothing finished), ``sketches/``, ``summary.json``, ``scaling.png`` + ``scaling.json`` and
+``report.html``; `vot.run.read_run` reads it back. ``summary.json`` metrics hold each group's
+accuracy overall, ``by_size`` and ``by_distribution`` (in / out of the task's training sizes);
+``curves_by_size`` and ``curves_by_distribution`` repeat the pool curves per part.
 
 Strategies come in two kinds. *Sampling* strategies (best_of_n, weighted_best_of_n,
 self_consistency) are read off one pool of N_max chains per problem by subsampling every k.
@@ -30,10 +33,11 @@ import numpy as np
 import tasks
 from tasks.metrics import rate
 from tasks.splits import generate_split
-from vot.chain import TIMING_FIELDS, ChainLog
+from vot.chain import ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names, resolve_device, resolve_policy
 from vot.distributed import Shard, has_results, merge_rank_logs
 from vot.reasoner import SketchSearch
+from vot.run import ChainRecord, ResultSummary, read_run
 from vot.scaling import curves, powers_of_two, summarize_curves
 from vot.strategies import STRATEGIES, make_config, run_strategy
 from vot.verifiers import VERIFIERS, ConfidenceVerifier, ConsistencyVerifier, get_verifier
@@ -182,7 +186,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
     out = Path(config.out or f"runs/{task.id}-{Path(config.policy).name}-{Path(config.sketcher).name}-seed{config.seed}")
     shard = Shard.current()
     log = ChainLog(out, name=shard.log_name)
-    _prepare_run_dir(out, config, shard)
+    _prepare_run_dir(out, config, shard, problems)
     done = shard.resume(out, problems) if config.resume else set()
     todo = shard.pick([p for p in problems if p.id not in done])
     if shard.is_main:
@@ -230,9 +234,14 @@ def first_line(config: BenchConfig, task: tasks.Task, sizes, problems: int, done
             f"{policy}, sketcher {sketcher}; REFERENCE components: {reference}")
 
 
-def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard()) -> None:
+def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard(), problems=()) -> None:
     """Every process checks the run directory; then (after a barrier, so no process sees another's
-    write) the main process saves ``config.json``."""
+    write) the main process saves ``config.json`` and the run's ``problems`` as ``problems.jsonl``
+    (`vot.data.save_problems`; the images are the report's ``sketches/<problem>/input.png``).
+    Resuming on other problems than the saved ones (a generator changed since) is refused."""
+    from vot.chain import safe_name
+    from vot.data import PROBLEMS, read_problems, save_problems
+
     saved = out / "config.json"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a run directory")
@@ -246,12 +255,16 @@ def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard()) -> 
         if previous != config.identity():
             changed = sorted(k for k in set(previous) | set(config.identity()) if previous.get(k) != config.identity().get(k))
             raise ValueError(f"--resume: {out} was written by a different config (differs in {changed})")
+        if (out / PROBLEMS).exists() and [p.dumps() for p in read_problems(out / PROBLEMS)] != [p.dumps() for p in problems]:
+            raise ValueError(f"--resume: {out / PROBLEMS} holds other problems than this config generates "
+                             "(did a task generator change?); choose another --out")
     elif has_results(out):
         raise ValueError(f"{out} has results but no config.json; refusing to mix runs")
     shard.wait()
     if shard.is_main:
         out.mkdir(parents=True, exist_ok=True)
         saved.write_text(json.dumps(config.identity(), indent=2, sort_keys=True))
+        save_problems(problems, out, lambda _, problem: f"sketches/{safe_name(problem.id)}/input.png")
 
 
 def _progress(batches, enabled):
@@ -292,14 +305,13 @@ def _run_batch(batch, reasoner, selector, config: BenchConfig, log: ChainLog) ->
         for problem, chains in zip(batch, pools):
             for chain in chains:
                 scores = {v.label: v.score(problem, chain, chains, _aggregate(config)) for v in scorers}
-                records[problem.id].append((_record(problem, chain, "pool", n_max, "none", False, None, task) | {"chain_scores": scores}, chain))
+                records[problem.id].append((_record(problem, chain, "pool", n_max, "none", False, None, task, scores), chain))
     for name, n in _groups(config):
         values = asdict(_search_config(name, n, config.settings))
         results = run_strategy(name, batch, reasoner, selector, **values)
         for problem, result in zip(batch, results):
             correct = result.answer is not None and task.check(problem, result.answer).correct
-            summary = {"answer": result.answer, "correct": correct, "chains_used": result.chains_used,
-                       "compute": asdict(result.compute)}
+            summary = ResultSummary(result.answer, correct, result.chains_used, result.compute)
             for i, chain in enumerate(result.chains):
                 records[problem.id].append((_record(problem, chain, name, n, result.verifier, i == result.selected, summary, task), chain))
     for problem in batch:
@@ -311,10 +323,11 @@ def _aggregate(config: BenchConfig) -> str:
     return config.settings.get("aggregate", "min")
 
 
-def _record(problem, chain, strategy, n, verifier, selected, result, task) -> dict:
+def _record(problem, chain, strategy, n, verifier, selected, result, task, chain_scores=None) -> dict:
+    """The log line of one chain (`vot.run.ChainRecord`; `ChainLog.write_problem` adds the chain)."""
     correct = chain.answer is not None and task.check(problem, chain.answer).correct
-    return {"problem_id": problem.id, "size": problem.meta["size"], "strategy": strategy, "n": n,
-            "verifier": verifier, "selected": selected, "correct": correct, "result": result}
+    return ChainRecord(problem.id, problem.meta["size"], strategy, n, verifier, selected, correct, result, chain,
+                       chain_scores or {}).to_json()
 
 
 def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float = 0.0,
@@ -323,30 +336,39 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
     from vot.report import write_report, write_scaling_plot
 
     task = tasks.get(config.task)
-    records = ChainLog(out).records()
     order = {p.id: i for i, p in enumerate(problems)}
-    records.sort(key=lambda r: (order.get(r["problem_id"], len(order)), r["strategy"], r["n"], r["chain"]["sample"]))
+    records = sorted(read_run(out).records, key=lambda r: (order.get(r.problem_id, len(order)), r.strategy, r.n, r.chain.sample))
     metrics: dict = {}
-    by_group: dict[str, dict[str, dict]] = {}
+    by_group: dict[str, dict[str, tuple[int, ResultSummary]]] = {}
     for record in records:
-        if record["result"] is not None:
-            by_group.setdefault(f"{record['strategy']}@{record['n']}", {})[record["problem_id"]] = record["result"] | {"size": record["size"]}
+        if record.result is not None:
+            by_group.setdefault(record.group, {})[record.problem_id] = (record.size, record.result)
     for group, results in by_group.items():
         values = list(results.values())
         metrics[group] = {
-            "accuracy": rate(v["correct"] for v in values).to_json(),
-            "by_size": {str(s): rate(v["correct"] for v in values if v["size"] == s).to_json()
-                        for s in sorted({v["size"] for v in values})},
-            "mean_compute": {k: float(np.mean([v["compute"][k] for v in values])) for k in values[0]["compute"] if k not in TIMING_FIELDS},
-            "mean_chains": float(np.mean([v["chains_used"] for v in values])),
+            "accuracy": rate(v.correct for _, v in values).to_json(),
+            "by_size": {str(s): rate(v.correct for size, v in values if size == s).to_json()
+                        for s in sorted({size for size, _ in values})},
+            "by_distribution": {part: rate(v.correct for size, v in values if _part(task, size) == part).to_json()
+                                for part in DISTRIBUTIONS if any(_part(task, size) == part for size, _ in values)},
+            "mean_compute": {k: float(np.mean([v.compute.counts()[k] for _, v in values])) for k in values[0][1].compute.counts()},
+            "mean_chains": float(np.mean([v.chains_used for _, v in values])),
         }
     curve_summary = _pool_curves(records, config, task)
+    sizes = sorted({r.size for r in records if r.strategy == "pool"})
+    curves_by = {"size": {str(s): _pool_curves([r for r in records if r.size == s], config, task) for s in sizes},
+                 "distribution": {part: _pool_curves([r for r in records if _part(task, r.size) == part], config, task)
+                                  for part in DISTRIBUTIONS if any(_part(task, s) == part for s in sizes)}}
     for name in config.strategies:
         if name in SAMPLING:
-            curve = curve_summary.get(CURVE_OF[name].format(v=config.verifier), {})
+            label = CURVE_OF[name].format(v=config.verifier)
+            curve = curve_summary.get(label, {})
             for n in config.n:
                 if str(n) in curve:
-                    metrics[f"{name}@{n}"] = {"accuracy": curve[str(n)], "subsampled_from": max(config.n)}
+                    metrics[f"{name}@{n}"] = {
+                        "accuracy": curve[str(n)], "subsampled_from": max(config.n),
+                        "by_size": {s: c[label][str(n)] for s, c in curves_by["size"].items()},
+                        "by_distribution": {part: c[label][str(n)] for part, c in curves_by["distribution"].items()}}
 
     summary = {
         "schema": "vot.summary/1",
@@ -359,30 +381,40 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
         "problems": len(problems),
         "metrics": metrics,
         "curves": curve_summary,
+        "curves_by_size": curves_by["size"],
+        "curves_by_distribution": curves_by["distribution"],
         "compute": compute_axis(records, by_group, config),
         "timing": {"wall_seconds": wall_seconds},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     write_scaling_plot(out, summary)
-    write_report(out, summary, records, problems)
+    write_report(read_run(out))
     return summary
 
 
-def compute_axis(records: list[dict], by_group: dict, config: BenchConfig) -> dict:
+DISTRIBUTIONS = ("in_distribution", "out_of_distribution")
+
+
+def _part(task: tasks.Task, size: int) -> str:
+    """``in_distribution`` or ``out_of_distribution``: where a problem size stands for ``task``."""
+    return "in_distribution" if size in task.in_distribution else "out_of_distribution"
+
+
+def compute_axis(records: list[ChainRecord], by_group: dict, config: BenchConfig) -> dict:
     """Each group's mean compute per problem: policy tokens and denoising steps weighted by their
     cost measured in this run, in seconds and relative to greedy@1 (or, without greedy, to one
     sampled chain), plus wall seconds. A subsampled group at k costs k pool chains; so does a
-    point k of the pool curves (``curves``: {curve k: relative compute})."""
-    from vot.chain import Compute
+    point k of the pool curves (``curves``: {curve k: relative compute}). ``by_group``: {group:
+    {problem id: (size, its `ResultSummary`)}}."""
     from vot.compute import CostModel
 
-    model = CostModel.measured(Compute(**r["chain"]["compute"]) for r in records)
+    model = CostModel.measured(r.chain.compute for r in records)
     groups: dict[str, dict] = {}
     for group, results in by_group.items():
-        computes = [Compute(**v["compute"]) for v in results.values()]
+        computes = [v.compute for _, v in results.values()]
         groups[group] = {"cost_seconds": float(np.mean([model.cost(c) for c in computes])),
                          "wall_seconds": float(np.mean([c.wall_seconds for c in computes]))}
-    pool = [Compute(**r["chain"]["compute"]) for r in records if r["strategy"] == "pool"]
+    pool = [r.chain.compute for r in records if r.strategy == "pool"]
     per_chain = {"cost_seconds": float(np.mean([model.cost(c) for c in pool])) if pool else 0.0,
                  "wall_seconds": float(np.mean([c.wall_seconds for c in pool])) if pool else 0.0}
     if pool:
@@ -400,24 +432,26 @@ def compute_axis(records: list[dict], by_group: dict, config: BenchConfig) -> di
             "curves": {str(k): k * per_chain["cost_seconds"] / unit if unit > 0 else float("nan") for k in ks}}
 
 
-def _pool_curves(records, config: BenchConfig, task) -> dict:
+def _pool_curves(records: list[ChainRecord], config: BenchConfig, task) -> dict:
+    """The best-of-k, weighted, majority and pass@k curves (`vot.scaling`) over the pool chains
+    among ``records``, with bootstrap intervals; ``{}`` without a pool."""
     from vot.scaling import ScoredPool
 
-    pools: dict[str, list] = {}
+    pools: dict[str, list[ChainRecord]] = {}
     for record in records:
-        if record["strategy"] == "pool":
-            pools.setdefault(record["problem_id"], []).append(record)
+        if record.strategy == "pool":
+            pools.setdefault(record.problem_id, []).append(record)
     if not pools:
         return {}
     scored = []
     for chains in pools.values():
         keys = []
         for r in chains:
-            parsed = task.parse_answer(r["chain"]["answer"]) if r["chain"]["answer"] is not None else None
+            parsed = task.parse_answer(r.chain.answer) if r.chain.answer is not None else None
             keys.append(tuple(parsed) if isinstance(parsed, list) else parsed)
-        labels = chains[0]["chain_scores"].keys()
-        scored.append(ScoredPool(keys, np.array([r["correct"] for r in chains]),
-                                 {label: np.array([r["chain_scores"][label] for r in chains]) for label in labels}))
+        labels = chains[0].chain_scores.keys()
+        scored.append(ScoredPool(keys, np.array([r.correct for r in chains]),
+                                 {label: np.array([r.chain_scores[label] for r in chains]) for label in labels}))
     rng = np.random.default_rng([config.seed, 2024])
     return summarize_curves(curves(scored, powers_of_two(max(config.n)), rng), rng)
 

@@ -3,7 +3,7 @@
 A `Chain` is one attempt at one problem: its `Step`s (thought, sketch, token log-probs, verifier
 scores), its final answer, whether it finished, and the compute it used. On disk a run directory's
 ``results.jsonl`` holds one chain per line; sketches are PNG files next to it, referenced by relative
-path, never inlined.
+path, never inlined. `vot.run.read_run` reads a whole run directory back as typed records.
 """
 from __future__ import annotations
 
@@ -189,6 +189,10 @@ class ChainLog:
             by_problem.setdefault(record["problem_id"], []).append(record)
         return [r for block in by_problem.values() if len(block) == block[0]["block"] for r in block]
 
+    def problem_ids(self) -> set[str]:
+        """The ids of the problems whose block is complete (what ``--resume`` skips)."""
+        return {r["problem_id"] for r in self.records()}
+
     def compact(self) -> set[str]:
         """Rewrite the log keeping only complete blocks (before resuming); returns their problem ids."""
         records = self.records()
@@ -197,19 +201,3 @@ class ChainLog:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             tmp.replace(self.path)
         return {r["problem_id"] for r in records}
-
-
-def problem_records(run_dir: str | Path, problem_id: str | None = None) -> tuple[str, list[dict]]:
-    """``(problem_id, its records)`` from a run directory's ``results.jsonl``; ``problem_id``
-    defaults to the first problem. Clear errors for a missing log or an unknown problem."""
-    path = Path(run_dir) / "results.jsonl"
-    if not path.is_file():
-        raise ValueError(f"{run_dir} has no results.jsonl (is it a `vot bench` run directory?)")
-    records = ChainLog(run_dir).records()
-    if not records:
-        raise ValueError(f"{path} holds no complete problem")
-    ids = list(dict.fromkeys(r["problem_id"] for r in records))
-    problem_id = problem_id or ids[0]
-    if problem_id not in ids:
-        raise ValueError(f"problem {problem_id!r} is not in {run_dir}; it has {len(ids)} problems, e.g. {ids[0]}")
-    return problem_id, [r for r in records if r["problem_id"] == problem_id]

@@ -90,7 +90,7 @@ class Shard:
             merge_rank_logs(out, problems)
             ChainLog(out).compact()
         self.wait()
-        return {r["problem_id"] for r in ChainLog(out).records()}
+        return ChainLog(out).problem_ids()
 
 
 def rank_logs(out: Path) -> list[Path]:
@@ -100,14 +100,16 @@ def rank_logs(out: Path) -> list[Path]:
 def has_results(out: Path) -> bool:
     """Whether ``out`` holds any complete chain block, in ``results.jsonl`` or in a rank file."""
     paths = [Path(out) / RESULTS, *rank_logs(out)]
-    return any(path.exists() and ChainLog(out, name=path.name).records() for path in paths)
+    return any(path.exists() and ChainLog(out, name=path.name).problem_ids() for path in paths)
 
 
 def merge_rank_logs(out: Path, problems) -> int:
     """Move the complete problem blocks of every ``results.rank*.jsonl`` into ``results.jsonl``:
     existing lines first, then new blocks in problem order; problems already in ``results.jsonl``
     (or in an earlier rank file) are skipped, torn blocks dropped. The rank files are deleted once
-    ``results.jsonl`` is replaced. Returns the number of problems added."""
+    ``results.jsonl`` is replaced. Returns the number of problems added. The lines move verbatim
+    (this is the log layer, below the typed `vot.run` records). Only the main process writes
+    ``problems.jsonl`` (`vot.bench`); the ranks read nothing but their problems' ids."""
     out = Path(out)
     paths = rank_logs(out)
     if not paths:

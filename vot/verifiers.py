@@ -106,7 +106,9 @@ class ConsistencyVerifier(Verifier):
     def __init__(self):
         self._seen: dict[int, tuple] = {}  # id(sketch) -> (weakref, state read back); search re-scores prefixes
 
-    def _read(self, task, sketch):
+    def read(self, task, sketch):
+        """The state ``task.read`` sees in ``sketch`` (``None``: unreadable), cached per image object
+        (a search re-scores prefixes; chains of one problem share their sketch images)."""
         cached = self._seen.get(id(sketch))
         if cached is not None and cached[0]() is sketch:
             return cached[1]
@@ -119,40 +121,65 @@ class ConsistencyVerifier(Verifier):
         return state
 
     def step_scores(self, problem: Problem, chain: Chain) -> list[float]:
+        return [1.0 if reason is None else 0.0 for reason in self.step_checks(problem, chain)]
+
+    def step_checks(self, problem: Problem, chain: Chain) -> list[str | None]:
+        """Per step, ``None`` when it is right, else the rule it breaks in words (what the viewer and
+        the report show beside a rejected step). `step_scores` is 0.0 exactly where this is not None."""
         task = tasks.get(problem.task)
         state = task.initial_state(problem)  # what the input image shows
-        scores, position = [], 0
+        reasons, position = [], 0
         for step in chain.steps:
             if step.is_answer:
-                scores.append(self._answer_ok(task, problem, state, step.thought, chain))
+                reasons.append(self._answer_check(task, problem, state, step.thought, chain))
                 continue
             actions = parse_actions(step.thought, task.actions) or []
-            ok = len(actions) == 1
-            if ok and task.kind == "mcq":
-                ok = position < len(problem.actions) and actions[0] == problem.actions[position]
-            elif ok:
-                ok = task.is_valid(state, actions[0])
-            expected = task.step(state, actions[0]) if ok else state
+            reason = None
+            if len(actions) != 1:
+                reason = "the thought names no action" if not actions else f"the thought names {len(actions)} actions, not one"
+            elif task.kind == "mcq" and position >= len(problem.actions):
+                reason = f"a step beyond the {len(problem.actions)} stated actions"
+            elif task.kind == "mcq" and actions[0] != problem.actions[position]:
+                reason = f"the thought says {actions[0]!r}; the problem states {problem.actions[position]!r} as action {position + 1}"
+            elif task.kind != "mcq" and not task.is_valid(state, actions[0]):
+                reason = f"{actions[0]!r} is not a legal move from the state before it"
+            expected = task.step(state, actions[0]) if reason is None else state
             if step.sketch is not None:
-                seen = self._read(task, step.sketch)
-                ok = ok and seen == expected
+                seen = self.read(task, step.sketch)
+                if reason is None and seen != expected:
+                    reason = "the sketch is unreadable" if seen is None else _differs(task, seen, expected)
                 state = seen if seen is not None else expected
             else:
                 state = expected
             position += 1
-            scores.append(1.0 if ok else 0.0)
-        return scores
+            reasons.append(reason)
+        return reasons
 
-    def _answer_ok(self, task, problem, state, text, chain) -> float:
+    def _answer_check(self, task, problem, state, text, chain) -> str | None:
         parsed = task.parse_answer(text)
         if parsed is None:
-            return 0.0
+            return "the answer does not parse"
         if task.kind == "mcq":
-            if len(problem.actions) != sum(not s.is_answer for s in chain.steps):
-                return 0.0
-            return 1.0 if task.answer_for(state) == parsed else 0.0
+            taken = sum(not s.is_answer for s in chain.steps)
+            if len(problem.actions) != taken:
+                return f"the chain took {taken} steps; the problem states {len(problem.actions)} actions"
+            shown = task.answer_for(state)
+            return None if shown == parsed else f"the answer is {parsed}; the last sketch shows {shown}"
         said = [a for s in chain.steps if not s.is_answer for a in (parse_actions(s.thought, task.actions) or [])]
-        return 1.0 if list(parsed) == said and task.is_goal(problem, state) else 0.0
+        if list(parsed) != said:
+            return "the answer's plan differs from the moves the thoughts made"
+        return None if task.is_goal(problem, state) else "the last sketch is not at the goal"
+
+
+def _differs(task, seen, expected) -> str:
+    """Why a readable sketch is wrong, in words (the task's ``describe`` where it has one)."""
+    try:
+        shown, ruled = task.describe(seen), task.describe(expected)
+    except NotImplementedError:
+        shown, ruled = repr(seen), repr(expected)
+    if shown == ruled:
+        return f"the sketch reads as '{shown}' but its other marks differ from the state the rules give"
+    return f"the sketch reads as '{shown}'; the rules give '{ruled}'"
 
 
 class OracleVerifier(Verifier):

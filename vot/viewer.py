@@ -5,17 +5,19 @@
   directory's ``report.html`` is different and links the PNG files instead.
 - ``step_strip(chain, i, task)``: one step as a PIL strip: thought | sketch | the state read back from
   the sketch with ``task.read``, re-rendered (or "unreadable") | the step's verifier scores.
-- ``first_disagreement(chain, problem)``: the first step the consistency verifier rejects.
-- ``problem_from_id(id)`` / ``load_run(run_dir, …)``: reopen what ``vot bench`` wrote.
+- ``first_disagreement(chain, problem)``: the first step the consistency verifier rejects;
+  ``consistency_checks(chain, problem)``: the rule each rejected step breaks.
+- ``chain_rows(chain, problem)``: the per-step rows `chain_html` and the run report render.
+- ``load_run(run_dir, …)``: one problem's chains of what ``vot bench`` wrote (`vot.run.read_run`);
+  ``problem_from_id(id)`` (from `vot.run`) re-generates a split problem.
 - ``ChainViewer`` (in `vot.viewer_widget`, needs ipywidgets): a slider and a play button over the steps
   of one problem's chains, side by side.
 """
 from __future__ import annotations
 
 import base64
-import html
 import io
-import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +25,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 import tasks
 from tasks import Problem, Task
-from vot.chain import Chain, problem_records
+from vot.chain import Chain
+from vot.run import problem_from_id, read_run  # noqa: F401  (problem_from_id: part of this module's API)
 
 PANEL = 128  # px side of each image panel in a strip
 TEXT_WIDTH = 220
@@ -44,11 +47,17 @@ def read_back(task: Task, sketch: Image.Image | None):
         return None
 
 
-def consistency_scores(chain: Chain, problem: Problem) -> list[float]:
-    """The consistency verifier's step scores (computed, not read from the chain; nothing is written)."""
+def consistency_checks(chain: Chain, problem: Problem, verifier=None) -> list[str | None]:
+    """Per step, the rule the consistency verifier says it breaks (``None``: the step is right);
+    computed, not read from the chain, and nothing is written (`ConsistencyVerifier.step_checks`)."""
     from vot.verifiers import ConsistencyVerifier
 
-    return ConsistencyVerifier().step_scores(problem, chain)
+    return (verifier or ConsistencyVerifier()).step_checks(problem, chain)
+
+
+def consistency_scores(chain: Chain, problem: Problem) -> list[float]:
+    """The consistency verifier's step scores (computed, not read from the chain; nothing is written)."""
+    return [1.0 if reason is None else 0.0 for reason in consistency_checks(chain, problem)]
 
 
 def first_disagreement(chain: Chain, problem: Problem, scores: Sequence[float] | None = None) -> int | None:
@@ -59,8 +68,63 @@ def first_disagreement(chain: Chain, problem: Problem, scores: Sequence[float] |
 
 
 def _describe(task: Task, state) -> str:
-    describe = getattr(task, "describe", None)
-    return describe(state) if describe is not None else repr(state)
+    try:
+        return task.describe(state)
+    except NotImplementedError:
+        return repr(state)
+
+
+@dataclass
+class StepRow:
+    """One step as people read it (`chain_rows`): its number in the chain, the stated action it
+    stands for (MCQ: ``(number, sentence)``, sentence ``None`` past the stated ones), what its sketch
+    reads back as ("" without a sketch), its scores, and the rule it breaks (``None``: accepted)."""
+
+    number: int
+    action: tuple[int, str | None] | None
+    thought: str
+    sketch: Image.Image | None
+    sketch_path: str | None
+    reads_as: str
+    scores: dict[str, float]
+    rejected: str | None
+    first: bool
+    is_answer: bool
+
+
+def chain_rows(chain: Chain, problem: Problem | None = None, verifier=None) -> list[StepRow]:
+    """The rows `chain_html` and the run report show. Scores are the chain's own plus, with
+    ``problem``, the consistency score computed here (and the confidence from the log-probs) where
+    the run did not score the step; ``rejected`` names the consistency rule a step breaks.
+    ``verifier``: a `ConsistencyVerifier` to reuse (it caches what each sketch image reads as)."""
+    from tasks.parsing import action_sentence
+    from vot.verifiers import ConfidenceVerifier, ConsistencyVerifier
+
+    task = tasks.get(chain.task)
+    verifier = verifier or ConsistencyVerifier()  # one reader: each sketch is read back once
+    checks = consistency_checks(chain, problem, verifier) if problem is not None else [None] * len(chain.steps)
+    confidence = ConfidenceVerifier().step_scores(problem, chain) if problem is not None else []
+    first = next((i for i, reason in enumerate(checks) if reason is not None), None)
+    rows, position = [], 0
+    for i, step in enumerate(chain.steps):
+        action = None
+        if problem is not None and problem.actions and not step.is_answer:
+            position += 1
+            stated = problem.actions[position - 1] if position <= len(problem.actions) else None
+            action = (position, action_sentence(stated) if stated is not None else None)
+        scores = dict(step.scores)
+        if problem is not None:
+            scores.setdefault("consistency", 0.0 if checks[i] is not None else 1.0)
+            if step.logprobs:
+                scores.setdefault("confidence", confidence[i])
+        if step.sketch is None:
+            seen = ""
+        else:
+            state = verifier.read(task, step.sketch)
+            seen = "unreadable" if state is None else _describe(task, state)
+        rows.append(StepRow(i + 1, action, step.thought, step.sketch, step.sketch_path, seen, scores, checks[i],
+                            i == first, step.is_answer))
+    return rows
 
 
 # --- HTML ----------------------------------------------------------------------------------------
@@ -71,44 +135,21 @@ def data_uri(image: Image.Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _img(image: Image.Image, alt: str, width: int = 96) -> str:
-    return (f'<img src="{data_uri(image)}" alt="{alt}" width="{width}" '
-            f'style="image-rendering:pixelated;border:1px solid #ccc">')
-
-
 def chain_html(chain: Chain, problem: Problem | None = None) -> str:
     """One chain as self-contained HTML: a row per step with its (escaped) thought, its sketch inlined
     as a data URI, what the sketch reads back as, and its scores. With ``problem``: the input image,
-    the prompt, whether the answer is correct, and the first disagreeing step highlighted."""
+    the prompt, the stated action beside each step, whether the answer is correct, and the first
+    disagreeing step highlighted with the rule it breaks (template ``chain.html.j2``)."""
+    from vot.templating import render
+
     task = tasks.get(chain.task)
-    bad = first_disagreement(chain, problem) if problem is not None else None
-    verdict = ""
+    verdict = None
     if problem is not None and chain.answer is not None:
-        verdict = " — correct" if task.check(problem, chain.answer).correct else " — wrong"
-    status = "" if chain.finished else " (unfinished)"
-    parts = [f'<div class="vot-chain"><p><b>{html.escape(chain.problem_id)}</b> · chain {chain.sample} · answer: '
-             f'{html.escape(str(chain.answer))}{verdict}{status}</p>']
-    if problem is not None:
-        prompt = html.escape(problem.prompt).replace("\n", "<br>")
-        parts.append(f'<p>{_img(problem.image, "input image", 128)}</p><p style="font-size:90%">{prompt}</p>'
-                     f"<p>gold answer: {html.escape(problem.answer)}</p>")
-    parts.append("<table><tr><th>#</th><th>thought</th><th>sketch</th><th>reads as</th><th>scores</th></tr>")
-    for i, step in enumerate(chain.steps):
-        sketch = _img(step.sketch, f"sketch {i + 1}") if step.sketch is not None else ""
-        if step.sketch is None:
-            seen = ""
-        else:
-            state = read_back(task, step.sketch)
-            seen = "unreadable" if state is None else html.escape(_describe(task, state))
-        scores = ", ".join(f"{k} {v:.2f}" for k, v in step.scores.items())
-        style = ' style="background:#fdd" title="first step where sketch and thought disagree"' if i == bad else ""
-        parts.append(f"<tr{style}><td>{i + 1}</td><td>{html.escape(step.thought)}</td><td>{sketch}</td>"
-                     f"<td>{seen}</td><td>{html.escape(scores)}</td></tr>")
-    parts.append("</table>")
-    if bad is not None:
-        parts.append(f"<p>first disagreement: step {bad + 1}</p>")
-    parts.append("</div>")
-    return "".join(parts)
+        verdict = "correct" if task.check(problem, chain.answer).correct else "wrong"
+    rows = chain_rows(chain, problem)
+    return render("chain.html.j2", chain=chain, problem=problem, verdict=verdict, rows=rows,
+                  srcs=[data_uri(r.sketch) if r.sketch is not None else None for r in rows],
+                  input_src=data_uri(problem.image) if problem is not None else None)
 
 
 # --- strips --------------------------------------------------------------------------------------
@@ -201,46 +242,23 @@ def input_strip(problem: Problem) -> Image.Image:
 
 
 # --- reopening a run directory -------------------------------------------------------------------
-_ID = re.compile(r"^(?P<task>[^/]+)/(?P<split>[^/]+)/s(?P<size>\d+)/seed(?P<seed>-?\d+)/(?P<index>\d+)$")
-_SPLITS: dict[tuple, list[Problem]] = {}
-
-
-def problem_from_id(problem_id: str) -> Problem:
-    """Re-generate a problem from its split id (``maze-mcq-v0/test/s3/seed0/00001``); splits are
-    deterministic, so this is the problem the run saw. Streams are cached per (task, split, size, seed)."""
-    from tasks.splits import generate_split
-
-    match = _ID.match(problem_id)
-    if match is None:
-        raise ValueError(f"{problem_id!r} is not a split id like 'maze-mcq-v0/test/s3/seed0/00001'")
-    task = tasks.get(match["task"])
-    key = (task, match["split"], int(match["size"]), int(match["seed"]))  # the task object: re-registering resets
-    index = int(match["index"])
-    cached = _SPLITS.get(key, [])
-    if len(cached) <= index:  # a longer stream starts with the shorter one, so the cache only grows
-        cached = generate_split(task, key[1], key[2], count=index + 1, seed=key[3])
-        _SPLITS[key] = cached
-    problem = cached[index]
-    if problem.id != problem_id:
-        raise ValueError(f"re-generated {problem.id!r}, not {problem_id!r}")
-    return Problem.from_json(problem.to_json())  # a copy: callers may change theirs
-
-
 def load_run(run_dir: str | Path, problem_id: str | None = None, group: str | None = None):
-    """One problem's chains from a ``vot bench`` run directory: ``(problem, group, records, chains)``.
+    """One problem's chains from a ``vot bench`` run directory: ``(problem, group, records, chains)``,
+    ``records`` the `vot.run.ChainRecord`s and ``chains`` their chains with sketches loaded.
 
     ``problem_id`` defaults to the first problem in the log; ``group`` (``strategy@N``, as
     ``vot show`` prints them) defaults to the sampled pool (``pool@N``) if the run has one, else the
-    first group. Sketches load from their PNG files; the problem is re-generated from its id."""
-    problem_id, mine = problem_records(run_dir, problem_id)
-    groups = list(dict.fromkeys(f"{r['strategy']}@{r['n']}" for r in mine))
+    first group. The problem comes from the run's ``problems.jsonl`` (`vot.run.read_run`)."""
+    run = read_run(run_dir)
+    entry = run.problem(problem_id)
+    groups = entry.groups()
     if group is None:
-        group = next((g for g in groups if g.startswith("pool@")), groups[0])
+        group = next((g for g in groups if g.startswith("pool@")), next(iter(groups)))
     if group not in groups:
-        raise ValueError(f"group {group!r} is not in {run_dir} for {problem_id}; it has {', '.join(groups)}")
-    chosen = [r for r in mine if f"{r['strategy']}@{r['n']}" == group]
-    chains = [Chain.from_json(r["chain"], run_dir) for r in chosen]
-    return problem_from_id(problem_id), group, chosen, chains
+        raise ValueError(f"group {group!r} is not in {run_dir} for {entry.id}; it has {', '.join(groups)}")
+    chosen = groups[group]
+    cache: dict = {}
+    return entry.problem, group, chosen, [run.sketched(r, cache) for r in chosen]
 
 
 def __getattr__(name: str):

@@ -1,7 +1,6 @@
 """``ChainViewer``: an ipywidgets stepper over one problem's chains (ipywidgets imported when built)."""
 from __future__ import annotations
 
-import html
 import io
 from pathlib import Path
 from typing import Sequence
@@ -11,7 +10,9 @@ from PIL import Image
 import tasks
 from tasks import Problem
 from vot.chain import Chain
-from vot.viewer import consistency_scores, first_disagreement, input_strip, load_run, problem_from_id, step_strip
+from vot.run import ChainRecord, problem_from_id
+from vot.templating import template
+from vot.viewer import consistency_scores, first_disagreement, input_strip, load_run, step_strip
 
 
 class ChainViewer:
@@ -26,12 +27,12 @@ class ChainViewer:
         chains: one `Chain` or the chains of one problem.
         problem: the problem; re-generated from the chains' id when omitted (and left out, with no
             disagreement marks, when the id is not a split id).
-        records: the log records of the chains (``vot bench``), for their selected / correct flags.
+        records: the chains' `vot.run.ChainRecord`s (``vot bench``), for their selected flags.
         interval_ms: time per step while playing.
     """
 
     def __init__(self, chains: Chain | Sequence[Chain], problem: Problem | None = None, *,
-                 records: Sequence[dict] | None = None, title: str | None = None, interval_ms: int = 800):
+                 records: Sequence[ChainRecord] | None = None, title: str | None = None, interval_ms: int = 800):
         import ipywidgets as widgets
 
         self.chains = [chains] if isinstance(chains, Chain) else list(chains)
@@ -61,7 +62,7 @@ class ChainViewer:
         self.cards = [widgets.VBox([h, im], layout=widgets.Layout(margin="4px", border="1px solid #ddd"))
                       for h, im in zip(self.headers, self.images)]
         name = title or (self.problem.id if self.problem is not None else self.chains[0].problem_id)
-        top = widgets.HTML(f"<b>{html.escape(name)}</b>" + (f" — gold answer {html.escape(self.problem.answer)}" if self.problem else ""))
+        top = widgets.HTML(str(template("widget.html.j2").module.title(name, self.problem.answer if self.problem else None)))
         self.widget = widgets.VBox([top, widgets.HBox([self.play, self.slider]),
                                     widgets.HBox(self.cards, layout=widgets.Layout(flex_flow="row wrap"))])
         self.slider.observe(lambda change: self._draw(change["new"]), names="value")
@@ -118,19 +119,12 @@ class ChainViewer:
 
     def _header(self, i: int) -> str:
         chain = self.chains[i]
-        parts = [f"chain {chain.sample}"]
-        if self.records is not None and self.records[i].get("selected"):
-            parts.append("<b>selected</b>")
-        parts.append(f"answer {html.escape(str(chain.answer))}")
+        verdict = None
         if self.problem is not None and chain.answer is not None:
-            correct = self.task.check(self.problem, chain.answer).correct
-            parts.append('<span style="color:#070">correct</span>' if correct else '<span style="color:#a00">wrong</span>')
-        if not chain.finished:
-            parts.append("unfinished")
-        bad = self.disagreements[i]
-        if bad is not None:
-            parts.append(f'<span style="color:#c00">first disagreement: step {bad + 1}</span>')
-        return " · ".join(parts)
+            verdict = "correct" if self.task.check(self.problem, chain.answer).correct else "wrong"
+        selected = self.records is not None and self.records[i].selected
+        return str(template("widget.html.j2").module.header(chain.sample, selected, chain.answer, verdict,
+                                                            chain.finished, self.disagreements[i]))
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
