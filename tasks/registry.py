@@ -15,6 +15,12 @@ def register(task: Task) -> Task:
     return task
 
 
+def family(task_id: str) -> str:
+    """A task id without its version (``frozenlake-mcq-v1`` -> ``frozenlake-mcq``): versions of one
+    family share worlds, prompts and answers, so a policy of one version can answer another's."""
+    return task_id.rsplit("-v", 1)[0]
+
+
 def names() -> list[str]:
     return sorted(_TASKS)
 

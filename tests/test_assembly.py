@@ -126,3 +126,14 @@ def test_sketch_pipeline_imports_from_the_package():
     assert SketchPipeline is Direct
     with pytest.raises(ImportError, match="Nope"):
         from imagegen import Nope  # noqa: F401
+
+
+def test_a_v0_policy_answers_v1_problems_of_its_family(tmp_path, capsys):
+    reasoner = build_reasoner("maze-mcq-v1", policy=str(resolve("maze")), sketcher="oracle")
+    problem = generate_split("maze-mcq-v1", "test", 3, 1)[0]
+    assert reasoner.run([problem], 1, greedy=True)[0][0].finished
+    out = tmp_path / "run"
+    assert main(["bench", "frozenlake-mcq-v1", "--policy", str(resolve("maze")), "--size", "3", "--count", "1",
+                 "--out", str(out)]) == 2
+    assert "is for maze-mcq-v0, not frozenlake-mcq-v1" in capsys.readouterr().err
+    assert not out.exists()  # refused before anything is written

@@ -34,7 +34,7 @@ import tasks
 from tasks.metrics import rate
 from tasks.splits import generate_split
 from vot.chain import ChainLog
-from vot.components import REFERENCE, build_reasoner, check_names, resolve_device, resolve_policy
+from vot.components import REFERENCE, build_reasoner, check_names, check_task, resolve_device, resolve_policy
 from vot.distributed import Shard, has_results, merge_rank_logs
 from vot.reasoner import SketchSearch
 from vot.run import ChainRecord, ResultSummary, read_run
@@ -83,6 +83,7 @@ def validate(config: BenchConfig) -> tasks.Task:
     task = tasks.get(config.task)
     config.task = task.id
     check_names(config.policy, config.sketcher)
+    check_task(resolve_policy(config.policy, task.id), config.policy, task.id)
     if isinstance(config.count, bool) or not isinstance(config.count, int) or config.count < 1:
         raise ValueError(f"--count must be a positive integer (problems per size), got {config.count!r}")
     if config.batch < 1:

@@ -134,8 +134,7 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
     if task is None and choice.task is None:
         raise ValueError(f"policy {policy!r} works on any task; name the task")
     the_task = tasks.get(task if task is not None else choice.task)
-    if choice.task is not None and choice.task != the_task.id:
-        raise ValueError(f"policy {policy} is for {choice.task}, not {the_task.id}")
+    check_task(choice, policy, the_task.id)
     if policy == "simulated":
         the_policy = SimulatedPolicy(error_rate=error_rate, seed=seed)
     elif policy.startswith("hf:"):
@@ -157,6 +156,12 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
     return Reasoner(the_policy, build_sketcher(the_task, sketcher, device),
                     max_steps=max_steps if max_steps is not None else choice.max_steps,
                     sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed)
+
+
+def check_task(choice: PolicyChoice, policy: str, task_id: str) -> None:
+    """A policy answers its own task's problems, or another version's (a v0 policy on v1 problems)."""
+    if choice.task is not None and tasks.registry.family(choice.task) != tasks.registry.family(task_id):
+        raise ValueError(f"policy {policy} is for {choice.task}, not {task_id}")
 
 
 def _sampling(bundle: dict | None, temperature: float | None, top_p: float | None) -> dict:
