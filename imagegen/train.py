@@ -1,25 +1,21 @@
 """Train a `SketchPipeline` on an environment's transitions (``vot train sketcher``).
 
-Built on accelerate: bf16 autocast on GPU (fp32 on CPU), EMA weights, linear warmup then cosine
-decay, a checkpoint every ``checkpoint_every`` steps (``--resume`` continues from the latest), a
-progress bar with the loss and ``training_log.jsonl`` beside the weights. The loss is the MSE of the
+The run (accelerate: bf16 autocast on GPU, fp32 on CPU; linear warmup then cosine decay;
+checkpoints every ``checkpoint_every`` steps and ``--resume``; the progress bar and
+``training_log.jsonl``) is `imagegen.trainer.TrainingRun`; EMA weights are saved with each checkpoint. The loss is the MSE of the
 predicted clean sketch, with pixels that change between the previous and next sketch weighted up
 (``change_weight``): a move touches a few cells, and unweighted the model first learns to copy.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from imagegen.checkpoints import latest_checkpoint, save_checkpoint, step_of
+from imagegen.trainer import TrainingRun
 from imagegen.data import build_transitions, environment_of, thought_corpus, training_sizes
 from imagegen.presets import get_preset
 
@@ -129,10 +125,7 @@ def perturb_condition(prev: torch.Tensor, strength: float, generator: torch.Gene
 
 def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) -> Path:
     """Train (or resume) and save the pipeline to ``config.out``; returns that path."""
-    from accelerate import Accelerator
-    from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
 
     from imagegen.pipeline import predict_clean
     from imagegen.text import encode_text
@@ -142,13 +135,10 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     if config.condition_noise < 0:
         raise ValueError(f"condition_noise must be >= 0, got {config.condition_noise}")
     steps = config.steps or preset.steps
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    if out.exists() and any(out.iterdir()) and not config.resume:
-        raise ValueError(f"{out} is not empty; pass --resume to continue training there or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+    run = TrainingRun(config.out, steps=steps, description=f"sketcher {environment}/{config.preset}",
+                      resume=config.resume, device=config.device, checkpoint_every=config.checkpoint_every,
+                      stop_after=config.stop_after, progress=progress)
+    out = run.out
     pipe = build_pipeline(environment, config.preset, config.seed)
     parent = {}
     if config.init_from:
@@ -162,65 +152,39 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     unet, text_encoder = pipe.unet, pipe.text_encoder
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=preset.learning_rate, weight_decay=1e-4)
-    schedule = get_cosine_schedule_with_warmup(optimizer, preset.warmup, steps)
     ema = EMAModel(parameters, decay=0.999, use_ema_warmup=True)
-    unet, text_encoder, optimizer, schedule = accelerator.prepare(unet, text_encoder, optimizer, schedule)
-    accelerator.register_for_checkpointing(ema)
-    start = 0
-    latest = latest_checkpoint(checkpoints) if config.resume else None
-    if latest is not None:
-        accelerator.load_state(latest)
-        start = step_of(latest)
+    unet, text_encoder, optimizer, schedule = run.prepare(unet, text_encoder, optimizer,
+                                                          run.cosine(optimizer, preset.warmup, steps), checkpointed=(ema,))
+    start = run.restore()
     (out / "train_config.json").write_text(json.dumps(
         asdict(config) | {"environment": environment, "steps": steps} | parent, indent=2))
-    began = time.perf_counter()
     data = build_transitions(environment, training_sizes(environment), config.problems_per_size, config.seed)
     noise_scheduler = pipe.scheduler
-    log = (out / "training_log.jsonl").open("a")
-    enabled = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"sketcher {environment}/{config.preset}", disable=not enabled)
     unet.train()
     text_encoder.train()
-    for step in bar:
+    for step in run.steps(start):
         rng = np.random.default_rng([config.seed, step])  # resumable: the batch depends only on the step
         prev, target, thoughts = _batch(data, rng, preset.batch_size)
-        prev, target = prev.to(accelerator.device), target.to(accelerator.device)
+        prev, target = prev.to(run.device), target.to(run.device)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
-        noise = torch.randn(target.shape, generator=generator).to(accelerator.device)
-        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(target),), generator=generator).to(accelerator.device)
+        noise = torch.randn(target.shape, generator=generator).to(run.device)
+        t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(target),), generator=generator).to(run.device)
         noisy = noise_scheduler.add_noise(target, noise, t)  # (B, 3, H, W)
         seen = perturb_condition(prev, config.condition_noise, generator)  # (B, 3, H, W)
-        with accelerator.autocast():
-            condition = encode_text(pipe.tokenizer, text_encoder, thoughts, accelerator.device)  # (B, D)
+        with run.accelerator.autocast():
+            condition = encode_text(pipe.tokenizer, text_encoder, thoughts, run.device)  # (B, D)
             prediction = predict_clean(unet, noisy, seen, t, condition)  # (B, 3, H, W)
         changed = (target - prev).abs().amax(1, keepdim=True) > 0.1  # (B, 1, H, W)
         weight = 1.0 + config.change_weight * changed.float()
         loss = (weight * (prediction.float() - target) ** 2).mean()
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer_step(loss, parameters, optimizer, schedule)
         ema.step(parameters)
-        if step % 25 == 0 or step == steps - 1:
-            record = {"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0],
-                      "seconds": time.perf_counter() - began}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-        stopping = config.stop_after is not None and step + 1 == config.stop_after
-        if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
-            save_checkpoint(accelerator, checkpoints, step + 1)
-        if stopping:
-            log.close()
-            return out
-    log.close()
+        run.record(step, loss, schedule)
+    if run.stopped:
+        return out
     ema.copy_to(parameters)
-    pipe.unet, pipe.text_encoder = accelerator.unwrap_model(unet).eval(), accelerator.unwrap_model(text_encoder).eval()
+    pipe.unet, pipe.text_encoder = run.accelerator.unwrap_model(unet).eval(), run.accelerator.unwrap_model(text_encoder).eval()
     save_weights(pipe, out, config.save_dtype)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    (out / "train_summary.json").write_text(json.dumps(
-        {"steps": steps, "wall_seconds": time.perf_counter() - began, "device": str(accelerator.device),
-         "parameters": {"unet": sum(p.numel() for p in pipe.unet.parameters()),
-                        "text_encoder": sum(p.numel() for p in pipe.text_encoder.parameters())}}, indent=2))
+    run.finish({"steps": steps, "parameters": {"unet": sum(p.numel() for p in pipe.unet.parameters()),
+                                               "text_encoder": sum(p.numel() for p in pipe.text_encoder.parameters())}})
     return out

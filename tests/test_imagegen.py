@@ -89,7 +89,7 @@ def test_training_resumes_to_the_same_weights(tmp_path):
     common = dict(task="maze", steps=4, problems_per_size=3, checkpoint_every=2, change_weight=5.0, condition_noise=0.3)
     whole = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "whole"), **common), progress=False)
     train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), stop_after=2, **common), progress=False)
-    assert (tmp_path / "parts" / "checkpoints" / "step-2").is_dir()
+    assert (tmp_path / "parts" / "checkpoints" / "checkpoint_2" / "complete").is_file()
     with pytest.raises(ValueError, match="--resume"):
         train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), **common), progress=False)
     parts = train_sketcher(SketcherTrainConfig(out=str(tmp_path / "parts"), resume=True, **common), progress=False)

@@ -1,5 +1,7 @@
 """The learned verifier: a tiny random model round-trips through save/load, scores one P per step,
-learns a tiny synthetic batch; the shipped one loads by name."""
+learns a tiny synthetic batch; the shipped one loads by name; the trainer runs end to end."""
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,6 +125,26 @@ def test_cli_parses_train_verifier_and_refuses_navigation():
 
     args = build_parser().parse_args(["train", "verifier", "--task", "maze", "--chains-per-problem", "2",
                                       "--problems-per-size", "3", "--steps", "5", "--sizes", "3,4"])
-    assert (args.what, args.chains_per_problem, args.problems_per_size, args.sizes) == ("verifier", 2, 3, "3,4")
+    assert (args.what, args.chains_per_problem, args.problems_per_size, args.sizes) == ("verifier", 2, 3, [3, 4])
     with pytest.raises(ValueError, match="MCQ"):
         train_verifier(VerifierTrainConfig(task="frozenlake-nav-v0"))
+
+
+def test_train_verifier_end_to_end_on_the_scaffold(tmp_path):
+    """A tiny real run: sampled chains of the shipped bundle, labelled, trained, saved, evaluated."""
+    from vot.verifier_train import VerifierTrainConfig, train_verifier
+
+    out = train_verifier(VerifierTrainConfig(task=TASK, sizes=[8], problems_per_size=4, chains_per_problem=2, steps=6,
+                                             batch=8, val_problems_per_size=2, val_chains=2, out=str(tmp_path / "v"),
+                                             checkpoint_every=2), progress=False)
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["train"]["chains"] == 8 and summary["train"]["wrong_steps"] > 0
+    assert summary["selection"]["problems"] == 2 and summary["device"] == "cpu"
+    log = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == list(range(6))
+    assert not (out / "checkpoints").exists()
+    problem = generate_split(tasks.get(TASK), "val", 3, 1, seed=0)[0]
+    scores = LearnedVerifier(out).step_scores(problem, gold_chain(tasks.get(TASK), problem))
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    with pytest.raises(ValueError, match="--resume"):
+        train_verifier(VerifierTrainConfig(task=TASK, out=str(out)))

@@ -44,7 +44,7 @@ def test_a_run_writes_weights_tokenizer_and_logs(trained):
 def test_stopped_and_resumed_equals_uninterrupted(tmp_path, trained):
     out = tmp_path / "resumed"
     train_policy(_config(out, stop_after=3), progress=False)
-    assert (out / "checkpoints" / "step-3").is_dir() and not (out / "model.safetensors").exists()
+    assert (out / "checkpoints" / "checkpoint_3" / "complete").is_file() and not (out / "model.safetensors").exists()
     train_policy(_config(out, resume=True), progress=False)
     a, b = PolicyModel.from_pretrained(trained).state_dict(), PolicyModel.from_pretrained(out).state_dict()
     for name in a:
@@ -131,8 +131,23 @@ def test_vot_bundle_command_writes_a_card(tmp_path, trained, capsys):
     assert main(["bundle", str(trained), "--out", str(tmp_path / "b"), "--sketcher", "oracle"]) == 0
     card = (tmp_path / "b" / "README.md").read_text()
     assert "maze-mcq-v0 (vot mode)" in card and "greedy validation accuracy" in card
-    assert main(["train", "sketcher", "--task", "maze", "--mode", "cot"]) == 2
-    assert "--mode applies to vot train policy only" in capsys.readouterr().err
+
+
+def test_each_trainer_takes_only_its_own_flags(capsys):
+    from vot.cli import build_parser, main
+
+    for argv, flag in ((["train", "sketcher", "--task", "maze", "--mode", "cot"], "--mode cot"),
+                       (["train", "verifier", "--task", "maze", "--preset", "base"], "--preset base"),
+                       (["train", "policy", "--task", "maze-mcq-v0", "--condition-noise", "0.1"], "--condition-noise 0.1")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"unrecognized arguments: {flag}" in err and len(err.strip().splitlines()) == 1
+    args = build_parser().parse_args(["train", "policy", "--task", "maze-mcq-v0", "--steps", "3"])
+    assert (args.what, args.mode, args.steps, args.index_shift_share) == ("policy", "vot", 3, 0.5)
+    args = build_parser().parse_args(["train", "sketcher", "--task", "maze", "--condition-noise", "0.2"])
+    assert (args.what, args.condition_noise, args.problems_per_size) == ("sketcher", 0.2, 1000)
+    assert main(["train", "verifier", "--task", "maze", "--sizes", "3,x"]) == 2
+    assert "sizes must be integers" in capsys.readouterr().err
 
 
 def test_an_unfinished_run_can_be_exported(tmp_path):

@@ -1,8 +1,10 @@
-"""The ``vot`` command line: ``vot tasks``, ``vot data``, ``vot bench``."""
+"""The ``vot`` command line: ``vot tasks``, ``data``, ``bench``, ``train`` (`vot.cli_train`), ``bundle``, ``eval``, ``show``."""
 from __future__ import annotations
 
 import argparse
 import sys
+
+from vot.cli_train import add_train_parser
 
 
 def _integers(what: str):
@@ -82,62 +84,6 @@ def _cmd_bench(args) -> int:
         batch=args.batch, out=args.out, resume=args.resume,
     )
     run_bench(config)
-    return 0
-
-
-def _cmd_train(args) -> int:
-    if args.what == "verifier":
-        return _train_verifier(args)
-    if args.what == "policy":
-        if args.condition_noise:
-            raise ValueError("--condition-noise applies to vot train sketcher only")
-        return _train_policy(args)
-    if args.mode is not None:
-        raise ValueError("--mode applies to vot train policy only")
-    from imagegen.train import SketcherTrainConfig, train_sketcher
-
-    config = SketcherTrainConfig(task=args.task, preset=args.preset, steps=args.steps, out=args.out or f"checkpoints/sketcher-{args.task}-{args.preset}",
-                                 seed=args.seed, resume=args.resume, device=args.device, init_from=args.init_from,
-                                 condition_noise=args.condition_noise)
-    path = train_sketcher(config)
-    print(f"saved the sketcher to {path}")
-    return 0
-
-
-def _train_verifier(args) -> int:
-    import tasks
-    from vot.verifier_train import VerifierTrainConfig, train_verifier
-
-    task = tasks.get(args.task if "-" in args.task else f"{args.task}-mcq-v0")
-    config = VerifierTrainConfig(task=task.id, chains_per_problem=args.chains_per_problem,
-                                 problems_per_size=args.problems_per_size or 25, steps=args.steps or 600,
-                                 out=args.out or f"checkpoints/verifier-{task.id}", seed=args.seed,
-                                 sizes=[int(x) for x in args.sizes.split(",")] if args.sizes else [])
-    path = train_verifier(config)
-    print(f"saved the verifier to {path}")
-    return 0
-
-
-def _train_policy(args) -> int:
-    import tasks
-    from vot.lm.train import PolicyTrainConfig, train_policy
-
-    task = tasks.get(args.task)
-    mode = args.mode or "vot"
-    out = args.out or f"checkpoints/policy-{task.id}-{mode}-{args.preset}"
-    if args.export:
-        from vot.lm.train import export_checkpoint
-
-        print(f"exported the latest checkpoint of {out} to {export_checkpoint(out)}")
-        return 0
-    config = PolicyTrainConfig(task=task.id, mode=mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
-                               resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
-                               answer_weight=args.answer_weight, eval_every=args.eval_every,
-                               stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
-                               init_from=args.init_from, index_shift_share=args.index_shift_share,
-                               eval_count=args.eval_count, problems_per_size=args.problems_per_size)
-    path = train_policy(config)
-    print(f"saved the policy to {path}")
     return 0
 
 
@@ -241,49 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished problems")
     p.set_defaults(run=_cmd_bench)
 
-    p = commands.add_parser("train", help="train a model: vot train sketcher --task maze --preset tiny")
-    p.add_argument("what", choices=["sketcher", "policy", "verifier"])
-    p.add_argument("--task", required=True, help="sketcher: task id or environment (maze, frozenlake, minibehavior); "
-                                                 "policy: task id (maze-mcq-v0)")
-    p.add_argument("--mode", default=None, choices=["vot", "cot", "direct"],
-                   help="policy only: reason with sketches (vot), with text coordinates (cot) or answer directly")
-    p.add_argument("--export", action="store_true",
-                   help="policy only: save the latest checkpoint in --out as a loadable policy (a run cut short)")
-    p.add_argument("--answer-weight", type=float, default=1.0,
-                   help="policy only: loss weight of the answer's tokens relative to the thoughts'")
-    p.add_argument("--sketcher-share", type=float, default=0.2,
-                   help="policy, vot mode: share of training problems whose sketches come from the trained sketcher")
-    p.add_argument("--canvas-share", type=float, default=0.0,
-                   help="policy only: share of training problems whose images are padded by 1-2 extra patches, so the "
-                        "policy also sees the larger grids of vision tokens that out-of-distribution sizes give")
-    p.add_argument("--init-from", default=None,
-                   help="start from a trained model: a policy directory (tensors of the same shape, shared tokens) or, "
-                        "for a sketcher, a sketcher directory or shipped name of the same environment and preset (fine-tuning)")
-    p.add_argument("--index-shift-share", type=float, default=0.5,
-                   help="policy only: share of training examples whose index tokens <k> are renumbered <k+o> (random o), "
-                        "so the high indices of long chains are trained as often as the low ones")
-    p.add_argument("--condition-noise", type=float, default=0.0,
-                   help="sketcher only: max strength of the noise added to the previous sketch in training (per-cell "
-                        "colour drift plus pixel noise, in [-1, 1] units), meant to keep long rollouts from compounding small "
-                        "errors; one try at 0.2 made maze rollouts worse (BENCHMARKS.md), hence the default 0")
-    p.add_argument("--eval-every", type=int, default=500, help="policy only: greedy validation every this many steps")
-    p.add_argument("--eval-count", type=int, default=16, help="policy only: validation problems per size")
-    p.add_argument("--problems-per-size", type=int, default=None,
-                   help="policy only: distinct train problems per size (default: the preset's; small sizes of "
-                        "frozenlake-nav have fewer than 1,500); verifier: train problems per size (default 25)")
-    p.add_argument("--chains-per-problem", type=int, default=4,
-                   help="verifier only: sampled chains of the shipped policy per train problem")
-    p.add_argument("--sizes", default=None,
-                   help="verifier only: comma-separated problem sizes (default: in- and out-of-distribution)")
-    p.add_argument("--stop-at-accuracy", type=float, default=None,
-                   help="policy only: finish early once greedy validation accuracy reaches this (e.g. 1.0)")
-    p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
-    p.add_argument("--out", default=None, help="output directory (default checkpoints/<what>-<task>-[<mode>-]<preset>)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.set_defaults(run=_cmd_train)
+    add_train_parser(commands)
 
     p = commands.add_parser("bundle", help="package a trained policy: vot bundle POLICY_DIR --out DIR")
     p.add_argument("policy_dir", help="a directory written by vot train policy")

@@ -52,6 +52,9 @@ class VerifierTrainConfig:
     seed: int = 0
     out: str | None = None
     fp16: bool = True
+    resume: bool = False
+    device: str = "auto"
+    checkpoint_every: int = 200
     sizes: list[int] = field(default_factory=list)  # default: in-distribution + out-of-distribution
 
 
@@ -118,9 +121,12 @@ def _sample(reasoner, task, split, sizes, count, n, seed, log, skipped: list | N
     return problems, chains
 
 
-def train_verifier(config: VerifierTrainConfig, log=print) -> Path:
-    """Sample, label, train, evaluate; write the verifier directory and return it."""
+def train_verifier(config: VerifierTrainConfig, log=None, progress: bool | None = None) -> Path:
+    """Sample, label, train, evaluate; write the verifier directory and return it. The run
+    (checkpoints, ``--resume``, log, progress) is `imagegen.trainer.TrainingRun`; a resumed run
+    samples its (seeded, hence identical) chains again and continues training from the checkpoint."""
     import vot
+    from imagegen.trainer import TrainingRun
     from vot.bundle import resolve
     from vot.learned_verifier import bundle_encoder
 
@@ -130,6 +136,9 @@ def train_verifier(config: VerifierTrainConfig, log=print) -> Path:
     bundle = config.bundle or resolve(task.id.removesuffix("-v0")).name
     out = Path(config.out or f"checkpoints/verifier-{task.id}")
     sizes = list(config.sizes) or list(task.in_distribution + task.out_of_distribution)
+    run = TrainingRun(out, steps=config.steps, description=f"verifier {task.id}", resume=config.resume,
+                      device=config.device, checkpoint_every=config.checkpoint_every, progress=progress, log_every=1)
+    say = log or run.say
     started = time.time()
     reasoner = vot.load(bundle, seed=config.seed)
     tokenizer = reasoner.policy.tokenizer
@@ -140,7 +149,7 @@ def train_verifier(config: VerifierTrainConfig, log=print) -> Path:
     # --- data
     skipped: list[dict] = []
     problems, chains = _sample(reasoner, task, "train", sizes, config.problems_per_size, config.chains_per_problem,
-                               config.seed, log, skipped)
+                               config.seed, say, skipped)
     examples, labels, answers = [], [], []
     for problem, pool in zip(problems, chains):
         for chain in pool:
@@ -149,49 +158,50 @@ def train_verifier(config: VerifierTrainConfig, log=print) -> Path:
             answers += [step.is_answer for step in chain.steps]
     y = torch.tensor(labels)
     n_right, n_wrong = int(y.sum()), int((1 - y).sum())
-    log(f"{len(labels)} train steps: {n_right} right, {n_wrong} wrong")
+    say(f"{len(labels)} train steps: {n_right} right, {n_wrong} wrong")
     if n_wrong == 0 or n_right == 0:
+        run.close()
         raise ValueError(f"the train chains have {n_right} right and {n_wrong} wrong steps; need both (sample more)")
     sampling_seconds = time.time() - started
+    run.log({"event": "data", "steps": len(labels), "right": n_right, "wrong": n_wrong,
+             "sampling_seconds": round(sampling_seconds, 1)})
 
-    # --- model and training
-    generator = torch.Generator().manual_seed(config.seed)
+    # --- model and training: each step's class-balanced draw is keyed by (seed, step), so resume is exact
     model_config = VerifierConfig(task=task.id, bundle=bundle, vocab_size=len(tokenizer),
                                   vision_dim=int(examples[0].current.shape[-1]), encoder_sha256=encoder_fingerprint(encoder),
                                   width=config.width, layers=config.layers)
-    model = VerifierModel(model_config).init_weights(generator)
+    model = VerifierModel(model_config).init_weights(torch.Generator().manual_seed(config.seed))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.01)
     weights = torch.where(y == 1, 0.5 / n_right, 0.5 / n_wrong)  # class-balanced draws
-    losses = []
+    model, optimizer, schedule = run.prepare(model, optimizer, run.cosine(optimizer, min(50, config.steps // 10), config.steps))
     model.train()
-    for step in range(config.steps):
-        lr = config.lr * min(1.0, (step + 1) / 50) * 0.5 * (1 + np.cos(np.pi * step / config.steps))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        rows = torch.multinomial(weights, config.batch, replacement=True, generator=generator)
-        batch = collate([examples[i] for i in rows.tolist()])
-        loss = F.binary_cross_entropy_with_logits(model(**batch), y[rows])
-        optimizer.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    for step in run.steps(run.restore()):
+        key = int(np.random.default_rng([config.seed, step]).integers(2**62))
+        rows = torch.multinomial(weights, config.batch, replacement=True, generator=torch.Generator().manual_seed(key))
+        batch = collate([examples[i] for i in rows.tolist()], run.device)
+        with run.accelerator.autocast():
+            logits = model(**batch)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y[rows].to(run.device))
+        run.optimizer_step(loss, model.parameters(), optimizer, schedule)
+        run.record(step, loss, schedule)
         if (step + 1) % 100 == 0:
-            log(f"step {step + 1}: loss {np.mean(losses[-100:]):.4f}")
-    model.eval()
+            say(f"step {step + 1}: loss {float(loss.detach()):.4f}")
+    model = run.accelerator.unwrap_model(model).eval().to("cpu")
+    losses = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in losses if "loss" in r]
     training_seconds = time.time() - started - sampling_seconds
 
     # --- evaluation: round-trip through the saved (fp16) weights, then score val chains
     save_verifier(out, model, tokenizer, fp16=config.fp16)
     verifier = LearnedVerifier(out)
     val_problems, val_chains = _sample(reasoner, task, "val", sizes, config.val_problems_per_size, config.val_chains,
-                                       config.seed, log, skipped)
+                                       config.seed, say, skipped)
     greedy = []
     for problem in val_problems:  # one by one: a refused greedy chain counts as wrong
         try:
             greedy += [reasoner.run([problem], 1, greedy=True)[0][0]]
         except ValueError as error:
-            log(f"greedy chain of {problem.id} refused: {error}")
+            say(f"greedy chain of {problem.id} refused: {error}")
             skipped.append({"problem": problem.id, "greedy": True, "error": str(error)})
             greedy.append(None)
     summary = evaluate(task, val_problems, val_chains, greedy, verifier, consistency)
@@ -203,9 +213,9 @@ def train_verifier(config: VerifierTrainConfig, log=print) -> Path:
                    parameters=sum(p.numel() for p in model.parameters()),
                    seconds={"sampling": round(sampling_seconds, 1), "training": round(training_seconds, 1),
                             "total": round(time.time() - started, 1)})
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    run.finish(summary)
     (out / "README.md").write_text(model_card(summary))
-    log(json.dumps({k: summary[k] for k in ("val_steps", "selection")}, indent=2))
+    say(json.dumps({k: summary[k] for k in ("val_steps", "selection")}, indent=2))
     return out
 
 

@@ -2,17 +2,14 @@
 
 Teacher-forced, loss on the text the policy writes. In ``vot`` mode a share of the training
 problems (``sketcher_share``) carry sketches from the trained sketcher's own rollout instead of
-gold renders, so the policy learns to read imperfect imagination. Built on accelerate (bf16
-autocast on GPU), with warmup + cosine LR, a checkpoint every ``checkpoint_every`` steps
-(``--resume`` continues from the latest; the batch of a step depends only on the seed and the
-step), a progress bar, ``training_log.jsonl`` and a greedy evaluation on validation problems every
-``eval_every`` steps through the real loop.
+gold renders, so the policy learns to read imperfect imagination. The run (accelerate, warmup +
+cosine LR, checkpoints every ``checkpoint_every`` steps, ``--resume``, the log and the progress bar)
+is `imagegen.trainer.TrainingRun`; the batch of a step depends only on the seed and the step. A
+greedy evaluation on validation problems runs every ``eval_every`` steps through the real loop.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +18,7 @@ import numpy as np
 import torch
 
 import tasks
-from imagegen.checkpoints import latest_checkpoint, save_checkpoint, step_of
+from imagegen.trainer import TrainingRun, latest_checkpoint, step_of
 from tasks.splits import generate_split
 from vot.lm.model import PolicyModel, PolicyShape, PolicySpec
 from vot.lm.presets import get_policy_preset
@@ -213,28 +210,15 @@ def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int =
 
 def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Path:
     """Train (or resume) and save the policy to ``config.out``; returns that path."""
-    from accelerate import Accelerator
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from tqdm.auto import tqdm
-
     task = tasks.get(config.task)
     config.task = task.id
     preset = get_policy_preset(config.preset)
     steps = config.steps or preset.steps
     per_size = config.problems_per_size or preset.problems_per_size
-    out = Path(config.out)
-    checkpoints = out / "checkpoints"
-    if out.exists() and any(out.iterdir()) and not config.resume:
-        raise ValueError(f"{out} is not empty; pass --resume to continue training there or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    log_file = (out / "training_log.jsonl").open("a")
-
-    def log(record: dict) -> None:
-        log_file.write(json.dumps(record) + "\n")
-        log_file.flush()
-
-    cpu = config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16")
+    run = TrainingRun(config.out, steps=steps, description=f"policy {task.id}/{config.mode}/{config.preset}",
+                      resume=config.resume, device=config.device, checkpoint_every=config.checkpoint_every,
+                      stop_after=config.stop_after, progress=progress)
+    out = run.out
     tokenizer_path = out / "tokenizer.json"
     if tokenizer_path.exists():
         tokenizer = WordTokenizer.load(tokenizer_path)
@@ -249,68 +233,50 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         torch.manual_seed(config.seed)
         model = PolicyModel(spec, tokenizer)
     if config.init_from and not config.resume:
-        log({"event": "init_from", "path": config.init_from} | warm_start(model, config.init_from))
+        run.log({"event": "init_from", "path": config.init_from} | warm_start(model, config.init_from))
     optimizer = torch.optim.AdamW(model.parameters(), lr=preset.learning_rate, weight_decay=0.01)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(preset.warmup, max(1, steps // 10)), steps)
-    model, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
-    start = 0
-    latest = latest_checkpoint(checkpoints) if config.resume else None
-    if latest is not None:
-        accelerator.load_state(latest)
-        start = step_of(latest)
+    schedule = run.cosine(optimizer, min(preset.warmup, max(1, steps // 10)), steps)
+    model, optimizer, schedule = run.prepare(model, optimizer, schedule)
+    start = run.restore()
     parent = Path(config.init_from or "", "train_config.json")  # the warm start's own recipe, for the model card
     (out / "train_config.json").write_text(json.dumps(
         asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": shape, "batch_size": batch_size}
         | ({"parent": json.loads(parent.read_text())} if config.init_from and parent.is_file() else {}), indent=2))
     began = time.perf_counter()
-    data = build_data(config, tokenizer, spec.shape.patch, per_size, log)
+    data = build_data(config, tokenizer, spec.shape.patch, per_size, run.log)
     val = [p for size in task.in_distribution for p in generate_split(task, "val", size, config.eval_count, config.seed)]
-    log({"event": "data", "examples": {s: len(b) for s, b in data.items()}, "seconds": round(time.perf_counter() - began, 1)})
-    raw = accelerator.unwrap_model(model)
-    enabled = sys.stderr.isatty() if progress is None else progress
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=f"policy {task.id}/{config.mode}/{config.preset}",
-               disable=not enabled)
+    run.log({"event": "data", "examples": {s: len(b) for s, b in data.items()}, "data_seconds": round(time.perf_counter() - began, 1)})
+    raw = run.accelerator.unwrap_model(model)
     model.train()
-    for step in bar:
+    for step in run.steps(start):
         rng = np.random.default_rng([config.seed, step])
         batch = _batch(data, rng, batch_size, config.answer_weight, (config.index_shift_share, tokenizer.indices))
-        ids, segments, mask, labels, pixels, weights = (t.to(accelerator.device) for t in batch)
-        with accelerator.autocast():
+        ids, segments, mask, labels, pixels, weights = (t.to(run.device) for t in batch)
+        with run.accelerator.autocast():
             loss = model(ids, segments, mask, labels, pixels, weights)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 25 == 0 or step == steps - 1:
-            log({"step": step, "loss": float(loss.detach()), "lr": schedule.get_last_lr()[0],
-                 "seconds": round(time.perf_counter() - began, 1)})
-            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        run.optimizer_step(loss, model.parameters(), optimizer, schedule)
+        run.record(step, loss, schedule)
         if (step + 1) % config.eval_every == 0 or step == steps - 1:
             result = evaluate_policy(raw, val)
-            log({"step": step + 1, "val_accuracy": result["accuracy"], "val_problems": result["problems"],
-                 "seconds": round(time.perf_counter() - began, 1)})
-            bar.write(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}")
+            run.log({"step": step + 1, "val_accuracy": result["accuracy"], "val_problems": result["problems"]})
+            run.say(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}")
             if config.stop_at_accuracy is not None and result["accuracy"] >= config.stop_at_accuracy:
-                log({"event": "early_stop", "step": step + 1, "val_accuracy": result["accuracy"]})
+                run.log({"event": "early_stop", "step": step + 1, "val_accuracy": result["accuracy"]})
                 steps = step + 1
                 break
-        stopping = config.stop_after is not None and step + 1 == config.stop_after
-        if ((step + 1) % config.checkpoint_every == 0 or stopping) and step + 1 < steps:
-            save_checkpoint(accelerator, checkpoints, step + 1)
-        if stopping:
-            log_file.close()
-            return out
-    log_file.close()
+    if run.stopped:
+        return out
     raw.eval().to("cpu").save_pretrained(out, fp16=True)
-    shutil.rmtree(checkpoints, ignore_errors=True)
     planned = config.steps or preset.steps
-    (out / "train_summary.json").write_text(json.dumps(
-        {"steps": steps} | ({"planned_steps": planned, "early_stop": config.stop_at_accuracy} if steps < planned else {})
-        | {"wall_seconds": round(time.perf_counter() - began, 1), "device": str(accelerator.device),
-         "parameters": {"decoder": sum(p.numel() for p in raw.decoder.parameters()),
-                        "encoder": sum(p.numel() for p in raw.encoder.parameters())}}, indent=2))
+    run.finish({"steps": steps}
+               | ({"planned_steps": planned, "early_stop": config.stop_at_accuracy} if steps < planned else {})
+               | {"parameters": _parameters(raw)})
     return out
+
+
+def _parameters(model: PolicyModel) -> dict:
+    return {"decoder": sum(p.numel() for p in model.decoder.parameters()),
+            "encoder": sum(p.numel() for p in model.encoder.parameters())}
 
 
 def warm_start(model: PolicyModel, source: str | Path) -> dict:
@@ -361,7 +327,5 @@ def export_checkpoint(out: str | Path) -> Path:
     seconds = max((r.get("seconds", 0) for r in log if r.get("step", -1) <= step), default=0)
     (out / "train_summary.json").write_text(json.dumps(
         {"steps": step, "planned_steps": config["steps"], "exported_from": latest.name, "wall_seconds": seconds,
-         "device": "cpu" if not torch.cuda.is_available() else "cuda",
-         "parameters": {"decoder": sum(p.numel() for p in model.decoder.parameters()),
-                        "encoder": sum(p.numel() for p in model.encoder.parameters())}}, indent=2))
+         "device": "cpu" if not torch.cuda.is_available() else "cuda", "parameters": _parameters(model)}, indent=2))
     return out

@@ -1,0 +1,115 @@
+"""``vot train policy|sketcher|verifier``: one subcommand per trainer, each with its own flags.
+The runs themselves share `imagegen.trainer.TrainingRun` (output directory, checkpoints, resume,
+log, progress); the flags every trainer has are added by `_common`."""
+from __future__ import annotations
+
+import argparse
+
+
+def _common(p: argparse.ArgumentParser, task_help: str, out_default: str, steps_default: str) -> None:
+    p.add_argument("--task", required=True, help=task_help)
+    p.add_argument("--steps", type=int, default=None, help=f"optimizer steps (default: {steps_default})")
+    p.add_argument("--out", default=None, help=f"output directory (default {out_default})")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the latest complete checkpoint in --out")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+
+def add_train_parser(commands) -> None:
+    """Add ``vot train`` and its three subcommands to the ``vot`` subparsers ``commands``."""
+    from vot.cli import _integers
+    train = commands.add_parser("train", help="train a model: vot train sketcher --task maze --preset tiny")
+    which = train.add_subparsers(dest="what", required=True, metavar="{policy,sketcher,verifier}")
+
+    p = which.add_parser("policy", help="the policy LM on gold traces: vot train policy --task maze-mcq-v1")
+    _common(p, "task id (maze-mcq-v1)", "checkpoints/policy-<task>-<mode>-<preset>", "the preset's")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
+    p.add_argument("--mode", default="vot", choices=["vot", "cot", "direct"],
+                   help="reason with sketches (vot), with text coordinates (cot) or answer directly")
+    p.add_argument("--export", action="store_true",
+                   help="save the latest checkpoint in --out as a loadable policy (a run cut short)")
+    p.add_argument("--answer-weight", type=float, default=1.0,
+                   help="loss weight of the answer's tokens relative to the thoughts'")
+    p.add_argument("--sketcher-share", type=float, default=0.2,
+                   help="vot mode: share of training problems whose sketches come from the trained sketcher")
+    p.add_argument("--canvas-share", type=float, default=0.0,
+                   help="share of training problems whose images are padded by 1-2 extra patches, so the policy also "
+                        "sees the larger grids of vision tokens that out-of-distribution sizes give")
+    p.add_argument("--init-from", default=None,
+                   help="start from a trained policy directory (tensors of the same shape, shared tokens)")
+    p.add_argument("--index-shift-share", type=float, default=0.5,
+                   help="share of training examples whose index tokens <k> are renumbered <k+o> (random o), so the "
+                        "high indices of long chains are trained as often as the low ones")
+    p.add_argument("--eval-every", type=int, default=500, help="greedy validation every this many steps")
+    p.add_argument("--eval-count", type=int, default=16, help="validation problems per size")
+    p.add_argument("--problems-per-size", type=int, default=None,
+                   help="distinct train problems per size (default: the preset's; small sizes of frozenlake-nav have "
+                        "fewer than 1,500)")
+    p.add_argument("--stop-at-accuracy", type=float, default=None,
+                   help="finish early once greedy validation accuracy reaches this (e.g. 1.0)")
+    p.set_defaults(run=_train_policy)
+
+    p = which.add_parser("sketcher", help="the diffusion sketcher on transitions: vot train sketcher --task maze")
+    _common(p, "task id or environment (maze, frozenlake, minibehavior)", "checkpoints/sketcher-<task>-<preset>",
+            "the preset's")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "base"])
+    p.add_argument("--init-from", default=None,
+                   help="fine-tune a sketcher directory or shipped name of the same environment and preset")
+    p.add_argument("--problems-per-size", type=int, default=1000, help="problems per size whose transitions are trained on")
+    p.add_argument("--condition-noise", type=float, default=0.0,
+                   help="max strength of the noise added to the previous sketch in training (per-cell colour drift "
+                        "plus pixel noise, in [-1, 1] units), meant to keep long rollouts from compounding small "
+                        "errors; one try at 0.2 made maze rollouts worse (BENCHMARKS.md), hence the default 0")
+    p.set_defaults(run=_train_sketcher)
+
+    p = which.add_parser("verifier", help="the learned step verifier of an MCQ task: vot train verifier --task maze")
+    _common(p, "MCQ task id or family (maze, maze-mcq-v0)", "checkpoints/verifier-<task>", "600")
+    p.add_argument("--bundle", default=None, help="the bundle whose sampled chains are labelled (default: the task's shipped one)")
+    p.add_argument("--chains-per-problem", type=int, default=4, help="sampled chains of the bundle per train problem")
+    p.add_argument("--problems-per-size", type=int, default=25, help="train problems per size")
+    p.add_argument("--sizes", type=_integers("sizes"), default=[],
+                   help="comma-separated problem sizes (default: in- and out-of-distribution)")
+    p.set_defaults(run=_train_verifier)
+
+
+def _train_policy(args) -> int:
+    import tasks
+    from vot.lm.train import PolicyTrainConfig, export_checkpoint, train_policy
+
+    task = tasks.get(args.task)
+    out = args.out or f"checkpoints/policy-{task.id}-{args.mode}-{args.preset}"
+    if args.export:
+        print(f"exported the latest checkpoint of {out} to {export_checkpoint(out)}")
+        return 0
+    config = PolicyTrainConfig(task=task.id, mode=args.mode, preset=args.preset, steps=args.steps, out=out, seed=args.seed,
+                               resume=args.resume, device=args.device, sketcher_share=args.sketcher_share,
+                               answer_weight=args.answer_weight, eval_every=args.eval_every,
+                               stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
+                               init_from=args.init_from, index_shift_share=args.index_shift_share,
+                               eval_count=args.eval_count, problems_per_size=args.problems_per_size)
+    print(f"saved the policy to {train_policy(config)}")
+    return 0
+
+
+def _train_sketcher(args) -> int:
+    from imagegen.train import SketcherTrainConfig, train_sketcher
+
+    config = SketcherTrainConfig(task=args.task, preset=args.preset, steps=args.steps,
+                                 out=args.out or f"checkpoints/sketcher-{args.task}-{args.preset}", seed=args.seed,
+                                 resume=args.resume, device=args.device, init_from=args.init_from,
+                                 problems_per_size=args.problems_per_size, condition_noise=args.condition_noise)
+    print(f"saved the sketcher to {train_sketcher(config)}")
+    return 0
+
+
+def _train_verifier(args) -> int:
+    import tasks
+    from vot.verifier_train import VerifierTrainConfig, train_verifier
+
+    task = tasks.get(args.task if "-" in args.task else f"{args.task}-mcq-v0")
+    config = VerifierTrainConfig(task=task.id, bundle=args.bundle, chains_per_problem=args.chains_per_problem,
+                                 problems_per_size=args.problems_per_size, steps=args.steps or 600,
+                                 out=args.out or f"checkpoints/verifier-{task.id}", seed=args.seed, sizes=args.sizes,
+                                 resume=args.resume, device=args.device)
+    print(f"saved the verifier to {train_verifier(config)}")
+    return 0
