@@ -3,7 +3,7 @@
     python benchmarks/policy_table.py --task maze-mcq-v0 \
         --policy direct=checkpoints/policy-maze-mcq-v0-direct-tiny \
         --policy cot=checkpoints/policy-maze-mcq-v0-cot-tiny \
-        --policy vot=vot/pretrained/maze-mcq \
+        --policy vot=vot/pretrained/maze-mcq-v0 \
         [--count 100] [--pool-count 25] [--n 4,16] [--verifier confidence] [--out FILE.json]
 
 For every policy (a ``vot`` policy runs twice: with the trained sketcher and with `OracleSketcher`)

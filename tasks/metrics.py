@@ -58,6 +58,17 @@ def rate(flags: Iterable[bool]) -> Rate:
     return Rate(sum(bool(f) for f in flags), len(flags))
 
 
+LENGTH_BINS = ((1, 4), (5, 8), (9, 16), (17, None))  # stated actions; the bins issue 15's targets use
+
+
+def length_bin(actions: int) -> str:
+    """The bin of a stated action sequence of ``actions`` actions: ``1-4``, ``5-8``, ``9-16`` or ``17+``."""
+    for low, high in LENGTH_BINS:
+        if low <= actions and (high is None or actions <= high):
+            return f"{low}+" if high is None else f"{low}-{high}"
+    raise ValueError(f"no length bin for an action sequence of {actions} actions")
+
+
 def summarize_scores(scores: Sequence) -> dict:
     """Aggregate a list of ``Score`` into metrics (accuracy or exact match, parse failures, and for
     planning: progress rate, validity and the invalid-move rate among failures)."""

@@ -1,10 +1,14 @@
-"""The task registry: ``tasks.get("maze-mcq-v0")``; short names ("maze", "maze-nav") resolve too."""
+"""The task registry: ``tasks.get("maze-mcq-v0")``; short names ("maze", "maze-mcq", "maze-nav") resolve
+to the family's current version (`CURRENT`; v0 where a family has no other)."""
 from __future__ import annotations
 
 from tasks.core import Task
 
 _TASKS: dict[str, Task] = {}
-ALIASES = {"maze": "maze-mcq-v0", "frozenlake": "frozenlake-mcq-v0", "minibehavior": "minibehavior-mcq-v0"}
+ALIASES = {"maze": "maze-mcq", "frozenlake": "frozenlake-mcq", "minibehavior": "minibehavior-mcq"}
+# The version a family's short name means: v1 since its sequences cover the published formats (issue 15).
+# v0 stays registered, and reproducible by its full id.
+CURRENT = {"maze-mcq": "maze-mcq-v1", "frozenlake-mcq": "frozenlake-mcq-v1", "minibehavior-mcq": "minibehavior-mcq-v1"}
 
 
 def register(task: Task) -> Task:
@@ -26,10 +30,12 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Task:
-    """The registered task named ``name`` (full id, id without ``-v0``, or a short alias)."""
+    """The registered task named ``name``: a full id, or a family or short alias meaning the family's
+    current version (``maze`` and ``maze-mcq`` -> ``maze-mcq-v1``, ``maze-nav`` -> ``maze-nav-v0``)."""
     if isinstance(name, Task):
         return name
-    for candidate in (name, ALIASES.get(name), f"{name}-v0"):
+    name_family = ALIASES.get(name, name)
+    for candidate in (name, CURRENT.get(name_family), f"{name_family}-v0"):
         if candidate in _TASKS:
             return _TASKS[candidate]
     raise KeyError(f"unknown task {name!r}; registered tasks: {', '.join(names())}")

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+import tasks
 import vot
 from imagegen import PRETRAINED
 from tasks.splits import generate_split
@@ -52,7 +53,7 @@ def test_overrides_win_over_the_bundle(bundle):
 
 
 def test_bench_honours_the_bundle_and_raises_a_short_budget(bundle, tmp_path, capsys):
-    problems = generate_split("maze-mcq-v0", "test", 3, 2)
+    problems = generate_split("maze", "test", 3, 2)  # the short name: the current version, as the bench takes it
     needed = max(len(p.actions) for p in problems) + 1
     out = tmp_path / "run"
     assert main(["bench", "maze", "--policy", str(bundle), "--size", "3", "--count", "2", "--n", "1",
@@ -137,3 +138,18 @@ def test_a_v0_policy_answers_v1_problems_of_its_family(tmp_path, capsys):
                  "--out", str(out)]) == 2
     assert "is for maze-mcq-v0, not frozenlake-mcq-v1" in capsys.readouterr().err
     assert not out.exists()  # refused before anything is written
+
+
+def test_shipped_bundles_resolve_by_task_name_to_the_current_version_or_its_family():
+    from vot.bundle import read_spec, shipped
+
+    names = shipped()
+    assert read_spec(resolve("frozenlake")).task == read_spec(resolve("frozenlake-mcq")).task == "frozenlake-mcq-v1"
+    assert read_spec(resolve("frozenlake-mcq-v0")).task == "frozenlake-mcq-v0"
+    assert resolve("maze-mcq-v0") == names["maze-mcq-v0"]
+    for short in ("maze", "minibehavior"):  # the family's newest bundle answers the current version's problems
+        task = tasks.get(short).id
+        assert tasks.registry.family(read_spec(resolve(short)).task) == tasks.registry.family(task)
+    assert resolve("frozenlake-nav") == names["frozenlake-nav"]
+    with pytest.raises(ValueError, match="no bundle 'maze-nav'"):
+        resolve("maze-nav")

@@ -52,7 +52,7 @@ def test_bench_writes_the_run_directory(small_run):
         assert (out / name).is_file(), name
     assert summary["schema"] == "vot.summary/1"
     assert summary["config"] == json.loads((out / "config.json").read_text())
-    assert summary["config"]["task"] == "maze-mcq-v0" and summary["config"]["strategies"] == ALL.split(",")
+    assert summary["config"]["task"] == "maze-mcq-v1" and summary["config"]["strategies"] == ALL.split(",")
     assert summary["config"]["settings"] == {"width": 2} and summary["config"]["n"] == [2, 4]
     assert {"vot", "python", "numpy", "torch"} <= set(summary["versions"]) and summary["versions"]["vot"]
     assert summary["device"].startswith(("cpu", "cuda"))
@@ -191,7 +191,7 @@ def test_resume_after_a_real_kill_equals_an_uninterrupted_run(tmp_path, capsys):
     capsys.readouterr()
     resumed = _bench(killed, "--resume", argv=KILLED)
     first = capsys.readouterr().out.splitlines()[0]
-    assert first.startswith("vot bench maze-mcq-v0: 24 problems") and f"{len(finished)} already done" in first
+    assert first.startswith("vot bench maze-mcq-v1: 24 problems") and f"{len(finished)} already done" in first
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["curves"] == reference["curves"]
     _no_duplicate_chains(killed)

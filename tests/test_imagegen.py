@@ -112,7 +112,7 @@ def test_rollout_fidelity_on_an_mcq_task_rolls_over_its_stated_actions():
     from tasks.splits import generate_split
 
     mcq = tasks.get("maze-mcq-v0")
-    row = rollout_fidelity(OracleSketcher(mcq), "maze-mcq", 4, 6, steps=1)
+    row = rollout_fidelity(OracleSketcher(mcq), mcq.id, 4, 6, steps=1)
     stated = [len(p.actions) for p in generate_split(mcq, "test", 4, 6)]
     assert row.mean_length == sum(stated) / 6 and row.rollout_accuracy["value"] == 1.0
 

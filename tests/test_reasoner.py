@@ -29,7 +29,7 @@ class _ReadingPolicy(SimulatedPolicy):
         super().observe(contexts, images, pixels)
 
 
-def _reasoner(task="maze-mcq", error_rate=0.3, seed=0, sketcher=None, reads=False, **kwargs):
+def _reasoner(task="maze-mcq-v0", error_rate=0.3, seed=0, sketcher=None, reads=False, **kwargs):
     sketcher = OracleSketcher(task) if sketcher is None else sketcher
     policy = (_ReadingPolicy if reads else SimulatedPolicy)(error_rate, seed=seed)
     return Reasoner(policy, sketcher, **kwargs)
@@ -61,7 +61,7 @@ def _simulated_states(task, problem, chain):
     return states
 
 
-@pytest.mark.parametrize("name", ["maze-mcq", "frozenlake-mcq", "maze-nav", "frozenlake-nav"])
+@pytest.mark.parametrize("name", ["maze-mcq-v0", "frozenlake-mcq-v0", "maze-nav", "frozenlake-nav"])
 def test_every_chain_finishes_and_oracle_sketches_read_back_as_the_simulated_state(name):
     task = tasks.get(name)
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 2, 0)  # two image sizes, one batch
@@ -81,7 +81,7 @@ def test_every_chain_finishes_and_oracle_sketches_read_back_as_the_simulated_sta
 
 
 def test_batched_run_equals_each_problem_alone():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 3, 3, 0) + generate_split(task, "test", 4, 3, 0)
     batched = _reasoner(task, error_rate=0.5, seed=3).run(problems, 4)
     reverse = _reasoner(task, error_rate=0.5, seed=3).run(problems[::-1], 4)[::-1]
@@ -95,7 +95,7 @@ def test_batched_run_equals_each_problem_alone():
 
 
 def test_seed_changes_the_chains_and_same_seed_repeats_them():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 4, 4, 0)
     first = _reasoner(task, error_rate=0.5, seed=1).run(problems, 3)
     again = _reasoner(task, error_rate=0.5, seed=1).run(problems, 3)
@@ -107,7 +107,7 @@ def test_seed_changes_the_chains_and_same_seed_repeats_them():
 
 
 @pytest.mark.parametrize("sketcher", ["oracle", "blank"])
-@pytest.mark.parametrize("name", ["maze-mcq", "frozenlake-mcq", "maze-nav", "frozenlake-nav"])
+@pytest.mark.parametrize("name", ["maze-mcq-v0", "frozenlake-mcq-v0", "maze-nav", "frozenlake-nav"])
 def test_error_rate_zero_is_always_right(name, sketcher):
     task = tasks.get(name)
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 2, 0)
@@ -123,7 +123,7 @@ def test_error_rate_zero_is_always_right(name, sketcher):
 
 
 def test_max_steps_stops_chains_unfinished_without_failing():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = [p for p in generate_split(task, "test", 4, 6, 0) if len(p.actions) >= 2]
     assert problems
     reasoner = _reasoner(task, error_rate=0.3, max_steps=2)
@@ -138,7 +138,7 @@ def test_max_steps_stops_chains_unfinished_without_failing():
 
 
 def test_max_steps_stops_only_the_long_chains():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 4, 8, 0)
     limit = 5
     lengths = {len(p.actions) + 1 for p in problems}
@@ -153,7 +153,7 @@ def test_max_steps_stops_only_the_long_chains():
 
 
 def test_on_step_callbacks_see_every_step_in_order():
-    task = tasks.get("frozenlake-mcq")
+    task = tasks.get("frozenlake-mcq-v0")
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 2, 0)
     reasoner = _reasoner(task, error_rate=0.5)
     seen = {}
@@ -179,7 +179,7 @@ def test_on_step_callbacks_see_every_step_in_order():
 
 
 def test_blank_sketcher_gives_text_only_chains():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 2, 0)
     pools = _reasoner(task, sketcher=BlankSketcher(), error_rate=0.3).run(problems, 3)
     for chains in pools:
@@ -192,7 +192,7 @@ def test_blank_sketcher_gives_text_only_chains():
 
 @pytest.mark.parametrize("with_encoder", [True, False])
 def test_compute_counters_add_up(with_encoder):
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 3, 2, 0) + generate_split(task, "test", 4, 2, 0)
     reasoner = _reasoner(task, error_rate=0.3, reads=with_encoder, sketch_steps=5)
     pools = reasoner.run(problems, 2)
@@ -213,7 +213,7 @@ def test_compute_counters_add_up(with_encoder):
 
 
 def test_encoder_tokens_are_patches_of_the_sketch():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     image = generate_split(task, "test", 4, 1, 0)[0].image  # 32 x 32
     tokens = PixelPatchEncoder(patch=8).encode([image, image])
     assert tokens.shape == (2, 16, 8 * 8 * 3)  # (B, T, D)
@@ -221,9 +221,9 @@ def test_encoder_tokens_are_patches_of_the_sketch():
     assert torch.equal(tokens[0, 0], first)
 
 
-@pytest.mark.parametrize("sketcher", [OracleSketcher("maze-mcq"), BlankSketcher()])
+@pytest.mark.parametrize("sketcher", [OracleSketcher("maze-mcq-v0"), BlankSketcher()])
 def test_sketchers_reject_bad_input_clearly(sketcher):
-    image = generate_split("maze-mcq", "test", 3, 1, 0)[0].image
+    image = generate_split("maze-mcq-v0", "test", 3, 1, 0)[0].image
     with pytest.raises(ValueError, match="2 previous images but 1 thoughts"):
         sketcher.sketch([image, image], ["Go up."])
     with pytest.raises(ValueError, match="0 previous images but 1 thoughts"):
@@ -238,7 +238,7 @@ def test_sketchers_reject_bad_input_clearly(sketcher):
 
 
 def test_loop_components_reject_bad_input_clearly():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 3, 2, 0)
     with pytest.raises(ValueError, match="max_steps must be at least 1"):
         _reasoner(task, max_steps=0)
@@ -261,7 +261,7 @@ def test_loop_components_reject_bad_input_clearly():
 
 
 def test_fork_gives_an_independent_continuation():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problem = next(p for p in generate_split(task, "test", 4, 10, 0) if len(p.actions) >= 4)
     prefix = 2
 
@@ -302,7 +302,7 @@ def test_fork_gives_an_independent_continuation():
 
 
 def test_rewind_resamples_from_a_step_and_leaves_the_original_alone():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problem = next(p for p in generate_split(task, "test", 4, 10, 0) if len(p.actions) >= 4)
     reasoner = _reasoner(task, error_rate=0.6, seed=7)
     item = reasoner.start([problem], [0], snapshots=True)[0]
@@ -350,7 +350,7 @@ class _SilentPolicy(SimulatedPolicy):
 
 
 def test_an_empty_thought_keeps_the_sketch_and_the_chain_goes_on():
-    task = tasks.get("maze-mcq")
+    task = tasks.get("maze-mcq-v0")
     problems = generate_split(task, "test", 3, 3, 0)
     reasoner = Reasoner(_SilentPolicy(0.0), OracleSketcher(task))
     for problem, chains in zip(problems, reasoner.run(problems, 1)):

@@ -46,7 +46,7 @@ def test_read_run_round_trips_a_bench_run(run_dir):
     run = read_run(run_dir)
     assert run.config == json.loads((run_dir / "config.json").read_text())
     assert run.summary == json.loads((run_dir / "summary.json").read_text())
-    expected = [p for size in (3, 7) for p in generate_split("maze-mcq-v0", "test", size, 2, 1)]
+    expected = [p for size in (3, 7) for p in generate_split("maze", "test", size, 2, 1)]  # the short name: v1
     assert [e.problem.dumps() for e in run.problems] == [p.dumps() for p in expected]
     lines = _lines(run_dir)
     assert [r.to_json() for r in run.records] == [{k: v for k, v in line.items() if k not in ("schema", "block")}
@@ -188,3 +188,18 @@ def test_coinciding_scaling_curves_get_distinct_styles():
     shifts = [s["shift"] for s in styles.values()]
     assert len(set(shifts)) == len(names) and all(0.9 < s < 1.1 for s in shifts)
     assert styles["pass@k (oracle)"]["color"] == "black"
+
+
+def test_summary_splits_accuracy_by_stated_action_length(run_dir):
+    from tasks.metrics import length_bin
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    run = read_run(run_dir)
+    expected: dict = {}
+    for record in run.records:
+        if record.strategy == "greedy" and record.result is not None:
+            actions = next(e.problem.actions for e in run.problems if e.problem.id == record.problem_id)
+            expected.setdefault(length_bin(len(actions)), []).append(record.correct)
+    by_length = summary["metrics"]["greedy@1"]["by_length"]
+    assert {k: v["n"] for k, v in by_length.items()} == {k: len(v) for k, v in expected.items()}
+    assert {k: round(v["value"] * v["n"]) for k, v in by_length.items()} == {k: sum(v) for k, v in expected.items()}

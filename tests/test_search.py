@@ -16,7 +16,7 @@ from vot.reasoner import Reasoner, SketchSearch
 from vot.strategies import run_strategy
 from vot.verifiers import ConfidenceVerifier, ConsistencyVerifier
 
-TASK = tasks.get("maze-mcq")
+TASK = tasks.get("maze-mcq-v0")
 
 
 def _reasoner(error_rate=0.1, slip=0.15):
@@ -87,7 +87,7 @@ def test_compute_optimal_keeps_to_its_budget_and_matches_best_of_n_for_less():
 
 
 def test_problems_without_split_ids_get_content_ids_and_strategies_keep_them_apart():
-    lake = tasks.get("frozenlake-mcq")
+    lake = tasks.get("frozenlake-mcq-v0")
     built = [lake.from_layout(["SFF", "FHF", "FFG"], actions) for actions in
              (["right", "right", "down", "down"], ["down", "right"], ["right", "down", "left"])]
     again = lake.from_layout(["SFF", "FHF", "FFG"], ["down", "right"])

@@ -12,8 +12,9 @@ NAMES = sorted(shipped())
 
 
 def test_every_mcq_environment_ships_a_bundle():
-    assert {"maze-mcq", "frozenlake-mcq", "minibehavior-mcq"} <= set(NAMES)
-    assert resolve("maze") == resolve("maze-mcq") == resolve("maze-mcq-v0")
+    assert {"maze-mcq-v0", "frozenlake-mcq-v0", "minibehavior-mcq-v0"} <= set(NAMES)  # v0 stays reproducible
+    for family in ("maze-mcq", "frozenlake-mcq", "minibehavior-mcq"):
+        assert resolve(family.split("-")[0]) == resolve(family) == shipped()[f"{family}-v1"]  # the short names mean v1
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,7 +15,7 @@ from vot.reasoner import Reasoner
 from vot.strategies import STRATEGIES, Result, beam, dvts, make_config, refine, run_strategy
 from vot.verifiers import ConfidenceVerifier, ConsistencyVerifier, OracleVerifier, VoteVerifier
 
-TASK = tasks.get("maze-mcq")
+TASK = tasks.get("maze-mcq-v0")
 
 
 def _reasoner(error_rate=0.3, seed=0, slip=0.0):

@@ -196,3 +196,14 @@ def test_tasks_import_without_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_short_names_mean_the_current_version_and_full_ids_stay_reproducible():
+    from tasks.registry import CURRENT
+
+    for short, family in (("maze", "maze-mcq"), ("frozenlake", "frozenlake-mcq"), ("minibehavior", "minibehavior-mcq")):
+        assert tasks.get(short).id == tasks.get(family).id == CURRENT[family] == f"{family}-v1"
+        assert tasks.get(f"{family}-v0").id == f"{family}-v0"
+    assert tasks.get("maze-nav").id == "maze-nav-v0"  # no v1 of the planning tasks
+    with pytest.raises(KeyError, match="unknown task"):
+        tasks.get("maze-mcq-v9")

@@ -5,7 +5,8 @@ The run directory holds ``config.json``, ``problems.jsonl`` (the problems, `vot.
 loses nothing finished), ``sketches/``, ``summary.json``, ``scaling.png`` + ``scaling.json`` and
 ``report.html``; `vot.run.read_run` reads it back. ``summary.json`` metrics hold each group's
 accuracy overall, ``by_size`` and ``by_distribution`` (in / out of the task's training sizes);
-``curves_by_size`` and ``curves_by_distribution`` repeat the pool curves per part.
+``by_length`` splits MCQ accuracy by the stated action count (1-4, 5-8, 9-16, 17+); ``curves_by_size``
+and ``curves_by_distribution`` repeat the pool curves per part.
 
 Strategies come in two kinds. *Sampling* strategies (best_of_n, weighted_best_of_n,
 self_consistency) are read off one pool of N_max chains per problem by subsampling every k.
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import tasks
-from tasks.metrics import rate
+from tasks.metrics import LENGTH_BINS, length_bin, rate
 from tasks.splits import generate_split
 from vot.chain import ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names, check_task, resolve_device, resolve_policy
@@ -338,6 +339,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
 
     task = tasks.get(config.task)
     order = {p.id: i for i, p in enumerate(problems)}
+    stated = {p.id: length_bin(len(p.actions)) for p in problems if p.actions}  # MCQ: the stated sequence's bin
     records = sorted(read_run(out).records, key=lambda r: (order.get(r.problem_id, len(order)), r.strategy, r.n, r.chain.sample))
     metrics: dict = {}
     by_group: dict[str, dict[str, tuple[int, ResultSummary]]] = {}
@@ -346,12 +348,18 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
             by_group.setdefault(record.group, {})[record.problem_id] = (record.size, record.result)
     for group, results in by_group.items():
         values = list(results.values())
+        bins = {}
+        for problem_id, (_, v) in results.items():
+            if problem_id in stated:
+                bins.setdefault(stated[problem_id], []).append(v.correct)
         metrics[group] = {
             "accuracy": rate(v.correct for _, v in values).to_json(),
             "by_size": {str(s): rate(v.correct for size, v in values if size == s).to_json()
                         for s in sorted({size for size, _ in values})},
             "by_distribution": {part: rate(v.correct for size, v in values if _part(task, size) == part).to_json()
                                 for part in DISTRIBUTIONS if any(_part(task, size) == part for size, _ in values)},
+            **({"by_length": {b: rate(bins[b]).to_json() for b in (length_bin(low) for low, _ in LENGTH_BINS) if b in bins}}
+               if bins else {}),
             "mean_compute": {k: float(np.mean([v.compute.counts()[k] for _, v in values])) for k in values[0][1].compute.counts()},
             "mean_chains": float(np.mean([v.chains_used for _, v in values])),
         }

@@ -35,22 +35,34 @@ class BundleSpec:
 
 
 def shipped() -> dict[str, Path]:
-    """Names of the shipped bundles -> their directories (``maze-mcq`` also answers to ``maze``)."""
+    """Names of the shipped bundles -> their directories (`resolve` also takes task names)."""
     if not SHIPPED.is_dir():
         return {}
     return {p.name: p for p in sorted(SHIPPED.iterdir()) if (p / "bundle.json").is_file()}
 
 
 def resolve(name_or_path: str | Path) -> Path:
-    """A shipped bundle's name (``maze``, ``maze-mcq``, ``maze-mcq-v0``) or a directory -> its path."""
+    """A bundle directory, or a shipped bundle's name -> its path. A shipped name is a bundle
+    directory's name (``maze-mcq-v0``) or any task name (``maze``, ``maze-mcq``, ``maze-mcq-v1``,
+    ``frozenlake-nav``): the bundle of that task, else the newest bundle of its family (a policy of
+    one version answers another's problems)."""
     path = Path(name_or_path)
     if (path / "bundle.json").is_file():
         return path
     available = shipped()
     name = str(name_or_path)
-    for candidate in (name, f"{name}-mcq", name.removesuffix("-v0")):
-        if candidate in available:
-            return available[candidate]
+    if name in available:
+        return available[name]
+    try:
+        task_id = tasks.get(name).id
+    except KeyError:
+        task_id = None
+    if task_id is not None:
+        specs = {bundle: read_spec(directory).task for bundle, directory in available.items()}
+        exact = [b for b, t in specs.items() if t == task_id]
+        kin = sorted((t, b) for b, t in specs.items() if tasks.registry.family(t) == tasks.registry.family(task_id))
+        if exact or kin:
+            return available[exact[0] if exact else kin[-1][1]]
     if path.exists():
         raise FileNotFoundError(f"{path} has no bundle.json")
     raise ValueError(f"no bundle {name!r}: not a directory with bundle.json, and the shipped bundles are "

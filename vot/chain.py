@@ -201,3 +201,25 @@ class ChainLog:
             tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
             tmp.replace(self.path)
         return {r["problem_id"] for r in records}
+
+
+def write_problem_chains(path: str | Path, pairs) -> None:
+    """Append (problem, chain) pairs to the JSONL file ``path`` (sketches beside it, as `ChainLog`
+    stores them): the training data of self-improvement and distillation (`read_problem_chains`)."""
+    path = Path(path)
+    log = ChainLog(path.parent, path.name)
+    for problem, chain in pairs:
+        log.write_problem([{"problem": problem.to_json()}], [chain])
+
+
+def read_problem_chains(path: str | Path) -> list:
+    """The (problem, chain) pairs of a file written by `write_problem_chains`, sketches loaded."""
+    from tasks import Problem
+
+    path = Path(path)
+    pairs = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            record = json.loads(line)
+            pairs.append((Problem.from_json(record["problem"]), Chain.from_json(record["chain"], path.parent)))
+    return pairs

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vot.cli_train import add_train_parser
+from vot.cli_train import add_improve_parsers, add_train_parser
 
 
 def _integers(what: str):
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_bench)
 
     add_train_parser(commands)
+    add_improve_parsers(commands)
 
     p = commands.add_parser("bundle", help="package a trained policy: vot bundle POLICY_DIR --out DIR")
     p.add_argument("policy_dir", help="a directory written by vot train policy")

@@ -72,6 +72,81 @@ def add_train_parser(commands) -> None:
     p.set_defaults(run=_train_verifier)
 
 
+def add_improve_parsers(commands) -> None:
+    """``vot improve`` (self-improvement rounds, `vot.improve`) and ``vot distill`` (`vot.distill`)."""
+    from vot.cli import _integers
+
+    p = commands.add_parser("improve", help="self-improvement without labels: vot improve --task maze --from maze --rounds 3")
+    p.add_argument("--task", required=True, help="MCQ task id or short name (maze)")
+    p.add_argument("--from", dest="start", required=True, help="the bundle (name or directory) or policy directory to start from")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--sizes", type=_integers("sizes"), default=[7, 8, 9, 10, 11, 12],
+                   help="the sizes the rounds climb, --sizes-per-round at a time (default 7,8,9,10,11,12)")
+    p.add_argument("--sizes-per-round", type=int, default=1)
+    p.add_argument("--filter", default="vote",
+                   help="which sampled chains to keep: vote, consistency, learned, length, or a '+' combination "
+                        "(vote+length); none and gold (reads the answer) are controls")
+    p.add_argument("--vote-share", type=float, default=0.75, help="vote: the majority answer's least share of the chains")
+    p.add_argument("--n", type=int, default=8, help="sampled chains per problem")
+    p.add_argument("--problems", type=int, default=100, help="unlabelled problems per size and round")
+    p.add_argument("--steps", type=int, default=300, help="training steps per round")
+    p.add_argument("--chain-share", type=float, default=0.5, help="share of training batches from kept chains (the rest: gold replay)")
+    p.add_argument("--eval-count", type=int, default=25, help="test problems per size evaluated after each round")
+    p.add_argument("--eval-sizes", type=_integers("sizes"), default=[], help="default: the training sizes and --sizes")
+    p.add_argument("--sketcher", default="default", help="default (the shipped diffusion sketcher) or oracle")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", default=None, help="run directory (default runs/improve-<task>-<filter>)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished rounds")
+    p.set_defaults(run=_improve)
+
+
+    p = commands.add_parser("distill", help="distil a test-time strategy into one pass: vot distill --task maze --from maze "
+                                            "--strategy self_consistency --n 16")
+    p.add_argument("--task", required=True, help="MCQ task id or short name (maze)")
+    p.add_argument("--from", dest="start", required=True, help="the teacher bundle (name or directory)")
+    p.add_argument("--strategy", default="self_consistency", help="the teacher's test-time strategy (vot bench --strategy names)")
+    p.add_argument("--n", type=int, default=16, help="the strategy's chains per problem")
+    p.add_argument("--verifier", default="consistency", help="the verifier of strategies that score chains")
+    p.add_argument("--sizes", type=_integers("sizes"), default=[7, 8], help="sizes of the unlabelled train problems")
+    p.add_argument("--problems", type=int, default=100, help="unlabelled problems per size")
+    p.add_argument("--steps", type=int, default=300, help="training steps")
+    p.add_argument("--eval-count", type=int, default=25, help="test problems per size for the card's table")
+    p.add_argument("--eval-sizes", type=_integers("sizes"), default=[], help="default: the training sizes and --sizes")
+    p.add_argument("--sketcher", default="default", help="default (the shipped diffusion sketcher) or oracle")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", required=True, help="a new directory: selected chains, the trained policy and the bundle")
+    p.set_defaults(run=_distill)
+
+
+def _distill(args) -> int:
+    import tasks
+    from vot.distill import DistillConfig, distill
+    from vot.improve import command_line
+
+    config = DistillConfig(task=tasks.get(args.task).id, start=args.start, out=args.out, strategy=args.strategy, n=args.n,
+                           verifier=args.verifier, sizes=args.sizes, problems_per_size=args.problems, steps=args.steps,
+                           eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
+                           sketcher=args.sketcher)
+    print(f"wrote the distilled bundle {distill(config, command=command_line())}")
+    return 0
+
+
+def _improve(args) -> int:
+    import tasks
+    from vot.improve import ImproveConfig, command_line, improve
+
+    task = tasks.get(args.task)
+    config = ImproveConfig(task=task.id, start=args.start, out=args.out or f"runs/improve-{task.id}-{args.filter}",
+                           rounds=args.rounds, sizes=args.sizes, sizes_per_round=args.sizes_per_round, filter=args.filter,
+                           n=args.n, vote_share=args.vote_share, problems_per_size=args.problems, steps=args.steps,
+                           chain_share=args.chain_share, eval_count=args.eval_count, eval_sizes=args.eval_sizes,
+                           seed=args.seed, device=args.device, resume=args.resume, sketcher=args.sketcher)
+    print(f"wrote {improve(config, command=command_line())}")
+    return 0
+
+
 def _train_policy(args) -> int:
     import tasks
     from vot.lm.train import PolicyTrainConfig, export_checkpoint, train_policy

@@ -223,7 +223,7 @@ class LearnedVerifier(Verifier):
 
     Args:
         model_dir: a saved verifier directory. Without it, the shipped verifier of each problem's
-            task is loaded the first time a problem of that task is scored (``vot/pretrained/<bundle>/verifier``).
+            task (or, failing that, of its family: `shipped_dir`) is loaded the first time a problem of that task is scored.
         device: where the model and the encoder run.
 
     Build one around in-memory parts with `LearnedVerifier.from_parts` (tests, training).
@@ -249,7 +249,7 @@ class LearnedVerifier(Verifier):
     def _for(self, problem: Problem):
         if self._fixed is not None:
             model = self._fixed[0]
-            if model.config.task != problem.task:
+            if tasks.registry.family(model.config.task) != tasks.registry.family(problem.task):
                 raise ValueError(f"this learned verifier was trained on {model.config.task}, not {problem.task} ({problem.id})")
             return self._fixed
         if problem.task not in self._parts:
@@ -267,13 +267,19 @@ class LearnedVerifier(Verifier):
 
 
 def shipped_dir(task_id: str) -> Path:
-    """The shipped verifier directory for a task id (``maze-mcq-v0`` -> ``vot/pretrained/maze-mcq/verifier``)."""
+    """The shipped verifier directory for a task id (``maze-mcq-v0`` -> ``vot/pretrained/maze-mcq-v0/verifier``):
+    the verifier of a bundle of that task, else of the newest bundle of its family that has one (a
+    verifier reads sketches with its own bundle's encoder, so it scores any policy's chains)."""
     from vot.bundle import read_spec, shipped
 
     tid = tasks.get(task_id).id
-    for name, directory in shipped().items():
-        if read_spec(directory).task == tid and (directory / "verifier" / "config.json").is_file():
-            return directory / "verifier"
+    with_verifier = {name: read_spec(directory).task for name, directory in shipped().items()
+                     if (directory / "verifier" / "config.json").is_file()}
+    exact = [name for name, task in with_verifier.items() if task == tid]
+    kin = sorted((task, name) for name, task in with_verifier.items()
+                 if tasks.registry.family(task) == tasks.registry.family(tid))
+    if exact or kin:
+        return shipped()[exact[0] if exact else kin[-1][1]] / "verifier"
     raise FileNotFoundError(f"no shipped learned verifier for {tid}; train one with `vot train verifier --task {tid}` "
                             f"and pass its directory")
 
@@ -318,10 +324,12 @@ def load_model(directory: str | Path, device: str = "cpu") -> tuple[VerifierMode
 
 def load_parts(directory: str | Path, device: str = "cpu", encoder: nn.Module | None = None):
     """(model, tokenizer, vision cache) of a saved verifier; the encoder comes from its bundle
-    unless given, and must match the fingerprint the verifier was trained with."""
+    unless given (the bundle the verifier directory sits in, else the one its config names), and
+    must match the fingerprint the verifier was trained with."""
     model, tokenizer = load_model(directory, device)
     if encoder is None:
-        encoder = bundle_encoder(model.config.bundle, device)
+        home = Path(directory).parent
+        encoder = bundle_encoder(home if (home / "bundle.json").is_file() else model.config.bundle, device)
     if model.config.encoder_sha256 and encoder_fingerprint(encoder) != model.config.encoder_sha256:
         raise ValueError(f"{directory}: the encoder of bundle {model.config.bundle!r} is not the one this verifier was "
                          f"trained with (fingerprint {encoder_fingerprint(encoder)} != {model.config.encoder_sha256}); retrain it")

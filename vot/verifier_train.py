@@ -133,7 +133,7 @@ def train_verifier(config: VerifierTrainConfig, log=None, progress: bool | None 
     task = tasks.get(config.task)
     if task.kind != "mcq":
         raise ValueError(f"the learned verifier is trained on MCQ tasks, not {task.id} ({task.kind})")
-    bundle = config.bundle or resolve(task.id.removesuffix("-v0")).name
+    bundle = config.bundle or resolve(task.id).name
     out = Path(config.out or f"checkpoints/verifier-{task.id}")
     sizes = list(config.sizes) or list(task.in_distribution + task.out_of_distribution)
     run = TrainingRun(out, steps=config.steps, description=f"verifier {task.id}", resume=config.resume,

@@ -83,21 +83,38 @@ def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: 
     match: images larger than the task's in-distribution sizes, see `vot.lm.train`)."""
     task = tasks.get(problem.task)
     trace = task.trace(problem, trace_style(mode))
-    example = Example()
-    example.add(context_ids(problem, tokenizer), supervised=False)
-    example.add_image(np.asarray(problem.image.convert("RGB")), tokenizer, patch, canvas)
     if mode == "direct":
         trace = trace[-1:]
     actions = [s for s in trace if s.action is not None]
     if sketches is not None and len(sketches) != len(actions):
         raise ValueError(f"{problem.id}: {len(sketches)} sketches for {len(actions)} action steps")
+    steps = []
     for i, step in enumerate(trace):
-        is_answer = step.action is None
-        example.add([tokenizer.index(i + 1)], supervised=False)
-        example.add(tokenizer.encode(step.thought) + [tokenizer.eos if is_answer else tokenizer.eot], supervised=True,
-                    answer=is_answer)
-        if not is_answer and mode == "vot":
+        image = None
+        if step.action is not None and mode == "vot":
             image = sketches[i] if sketches is not None else task.render(step.state)
+        steps.append((step.thought, image, step.action is None))
+    return sequence_example(problem, steps, tokenizer, patch, canvas)
+
+
+def chain_example(problem: Problem, chain, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> Example:
+    """A reasoning chain's own thoughts and sketches (`vot.chain.Chain`) as a training sequence, in
+    the same layout as a gold trace's: self-improvement and distillation train on kept chains."""
+    if not chain.steps or not chain.steps[-1].is_answer:
+        raise ValueError(f"{problem.id}: chain {chain.sample} has no answer step to train on")
+    return sequence_example(problem, [(s.thought, s.sketch, s.is_answer) for s in chain.steps], tokenizer, patch, canvas)
+
+
+def sequence_example(problem: Problem, steps, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> Example:
+    """The sequence of ``problem``'s context and ``steps``, each (thought, sketch or None, is_answer)."""
+    example = Example()
+    example.add(context_ids(problem, tokenizer), supervised=False)
+    example.add_image(np.asarray(problem.image.convert("RGB")), tokenizer, patch, canvas)
+    for i, (thought, image, is_answer) in enumerate(steps):
+        example.add([tokenizer.index(i + 1)], supervised=False)
+        example.add(tokenizer.encode(thought) + [tokenizer.eos if is_answer else tokenizer.eot], supervised=True,
+                    answer=is_answer)
+        if image is not None and not is_answer:
             example.add_image(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image),
                               tokenizer, patch, canvas)
     return example

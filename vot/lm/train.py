@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,8 @@ class PolicyTrainConfig:
     batch_size: int | None = None  # default: the preset's
     init_from: str | None = None  # a trained policy directory to start from (warm start; see `warm_start`)
     index_shift_share: float = 0.5  # share of examples whose index tokens <k> are renumbered <k+o> (`shift_indices`)
+    chains: list[str] = field(default_factory=list)  # files of (problem, chain) pairs to train on (`vot.chain.write_problem_chains`)
+    chain_share: float = 0.5  # with ``chains``: the share of batches drawn from them (the rest replays gold traces)
 
 
 @dataclass
@@ -63,6 +65,7 @@ class Bucket:
     lengths: np.ndarray
     images: list[np.ndarray]  # per example: (K_i, H, W, 3) uint8
     canvas: int = 0  # pad the pixels (bottom/right, mid grey) to this side before encoding; 0: no extra padding
+    weight: float = 1.0  # how often an example of this bucket is drawn, relative to the others'
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -133,7 +136,34 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
             examples = [build_example(p, config.mode, tokenizer, patch, imagined.get(i), canvas)
                         for i, p in enumerate(problems) if extra[i] == e]
             data[f"{size}+{e}" if e else str(size)] = _bucket(examples, tokenizer, canvas)
+    if config.chains:
+        add_chain_buckets(data, config, tokenizer, patch, log)
     return data
+
+
+def add_chain_buckets(data: dict[str, Bucket], config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int,
+                      log) -> None:
+    """Buckets ``"chains-<size>"`` of the (problem, chain) pairs in ``config.chains``, weighted so that
+    a ``chain_share`` of the batches comes from them and the rest from the gold buckets (the replay)."""
+    from vot.chain import read_problem_chains
+    from vot.lm.sequences import chain_example
+
+    if not 0 < config.chain_share <= 1:
+        raise ValueError(f"chain_share must be in (0, 1], got {config.chain_share}")
+    by_size: dict[int, list] = {}
+    for path in config.chains:
+        for problem, chain in read_problem_chains(path):
+            by_size.setdefault(int(problem.meta["size"]), []).append(chain_example(problem, chain, tokenizer, patch))
+    if not by_size:
+        raise ValueError(f"no chains to train on in {config.chains}")
+    gold = sum(len(b) for b in data.values())
+    chains = sum(len(v) for v in by_size.values())
+    for bucket in data.values():
+        bucket.weight = (1 - config.chain_share) / gold if gold else 0.0
+    for size, examples in sorted(by_size.items()):
+        data[f"chains-{size}"] = _bucket(examples, tokenizer)
+        data[f"chains-{size}"].weight = config.chain_share / chains
+    log({"event": "chains", "files": len(config.chains), "examples": {s: len(v) for s, v in sorted(by_size.items())}})
 
 
 def shift_indices(ids: np.ndarray, segments: np.ndarray, rng: np.random.Generator, share: float,
@@ -164,7 +194,7 @@ def shift_indices(ids: np.ndarray, segments: np.ndarray, rng: np.random.Generato
 def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0,
            index_shift: tuple[float, list[int]] | None = None):
     keys = sorted(data)
-    weights = np.array([len(data[k]) for k in keys], dtype=float)
+    weights = np.array([len(data[k]) * data[k].weight for k in keys], dtype=float)
     bucket = data[keys[int(rng.choice(len(keys), p=weights / weights.sum()))]]
     index = rng.integers(0, len(bucket), size=batch_size)
     width = int(bucket.lengths[index].max())

@@ -1,0 +1,106 @@
+"""Self-improvement and distillation: filters keep the right chains without reading gold, rounds
+run end to end on tiny budgets and resume, a distilled bundle loads, bad input is refused before
+anything is written."""
+import json
+from dataclasses import replace
+
+import pytest
+
+import tasks
+import vot
+from tasks.splits import generate_split
+from vot.chain import Chain, Step, read_problem_chains, write_problem_chains
+from vot.cli import main
+from vot.improve import ChainFilter, ImproveConfig, improve, majority, parse_filter
+
+TASK = tasks.get("maze-mcq-v1")
+
+
+def _chain(problem, answer, steps=None, sample=0):
+    thoughts = [Step(f"Go {a}.") for a in (problem.actions if steps is None else steps)]
+    return Chain(problem.id, problem.task, sample, thoughts + [Step(f"The answer is {answer}.", is_answer=True)], answer, True)
+
+
+def test_filters_vote_length_gold_and_none():
+    problem = generate_split(TASK, "train", 4, 1, 0)[0]
+    blind = replace(problem, answer=None)
+    wrong = next(letter for letter in "ABCD" if letter != problem.answer)
+    pool = [_chain(problem, problem.answer, sample=i) for i in range(3)] + [_chain(problem, wrong, sample=3)]
+    assert majority(pool) == (problem.answer, 0.75)
+    assert [c.sample for c in ChainFilter("vote", 0.75).keep(blind, pool)] == [0]
+    assert ChainFilter("vote", 0.8).keep(blind, pool) == []
+    short = [_chain(problem, problem.answer, steps=problem.actions[:-1])] + pool[1:]
+    assert [c.sample for c in ChainFilter("vote+length", 0.75).keep(blind, short)] == [1]
+    assert [c.sample for c in ChainFilter("gold").keep(blind, [pool[3], pool[2]], problem)] == [2]
+    assert [c.sample for c in ChainFilter("none").keep(blind, [pool[3], pool[0]])] == [3]
+    for bad in ("vote+none", "magic", ""):
+        with pytest.raises(ValueError, match="--filter"):
+            parse_filter(bad)
+
+
+def test_problem_chain_files_round_trip(tmp_path):
+    reasoner = vot.load("maze", sketcher="oracle")
+    problems = generate_split(TASK, "train", 3, 2, 0)
+    pools = reasoner.run(problems, 1, greedy=True)
+    write_problem_chains(tmp_path / "kept.jsonl", [(p, pool[0]) for p, pool in zip(problems, pools)])
+    back = read_problem_chains(tmp_path / "kept.jsonl")
+    assert [p.dumps() for p, _ in back] == [p.dumps() for p in problems]
+    for (_, chain), pool in zip(back, pools):
+        assert chain.thoughts == pool[0].thoughts
+        assert [s.tobytes() for s in chain.sketches] == [s.tobytes() for s in pool[0].sketches]
+
+
+def _tiny(out, **overrides):
+    return ImproveConfig(**{**dict(task=TASK.id, start="maze", out=str(out), rounds=1, sizes=[4], n=2, problems_per_size=3,
+                                   steps=2, gold_problems_per_size=4, eval_count=2, eval_sizes=[3, 4], sketcher="oracle",
+                                   batch=8), **overrides})
+
+
+def test_a_round_runs_end_to_end_and_resume_skips_it(tmp_path, capsys):
+    out = improve(_tiny(tmp_path / "run"), log=lambda _: None)
+    record = json.loads((out / "round-1" / "round.json").read_text())
+    assert record["sizes"] == [4] and record["problems"] == 3 and 1 <= record["kept"] <= 3
+    assert set(record["test_accuracy"]) == {"3", "4"} and record["precision"]["n"] == record["kept"]
+    rounds = [json.loads(line) for line in (out / "rounds.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rounds] == [0, 1]
+    assert (out / "accuracy.png").stat().st_size > 0 and "| 1 | [4] |" in (out / "README.md").read_text()
+    kept = read_problem_chains(out / "round-1" / "kept.jsonl")
+    assert all(p.answer is None for p, _ in kept)  # what the policy trained on never carried gold
+    from vot.components import build_reasoner
+
+    assert build_reasoner(TASK.id, policy=str(out / "round-1" / "policy"), sketcher="oracle").run(kept[:1][0][:1], 1)
+    with pytest.raises(ValueError, match="--resume"):
+        improve(_tiny(tmp_path / "run"), log=lambda _: None)
+    before = (out / "round-1" / "round.json").stat().st_mtime_ns
+    improve(_tiny(tmp_path / "run", resume=True), log=lambda _: None)
+    assert (out / "round-1" / "round.json").stat().st_mtime_ns == before  # finished rounds are not rerun
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["improve", "--task", "maze", "--from", "maze", "--filter", "magic"], "--filter must be"),
+    (["improve", "--task", "maze-nav", "--from", "maze"], "not an MCQ task"),
+    (["improve", "--task", "maze", "--from", "maze", "--rounds", "3", "--sizes", "7,8"], "need 3 sizes"),
+    (["improve", "--task", "maze", "--from", "maze", "--rounds", "1", "--sizes", "40"], "takes sizes"),
+    (["improve", "--task", "maze", "--from", "maze", "--sizes", "7,x"], "sizes must be integers"),
+])
+def test_bad_improve_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_distill_writes_a_loadable_bundle_with_its_numbers(tmp_path):
+    from vot.distill import DistillConfig, distill
+
+    bundle = distill(DistillConfig(task=TASK.id, start="maze", out=str(tmp_path / "d"), n=2, sizes=[4], problems_per_size=3,
+                                   steps=2, gold_problems_per_size=4, eval_count=2, eval_sizes=[4], sketcher="oracle",
+                                   batch=8), log=lambda _: None)
+    summary = json.loads((bundle / "distill.json").read_text())
+    assert summary["selected"] <= summary["problems"] == 3
+    assert set(summary["test"]["4"]) == {"teacher_greedy", "teacher_self_consistency@2", "distilled_greedy"}
+    assert "## Distillation" in (bundle / "README.md").read_text()
+    assert vot.load(bundle, sketcher="oracle").policy is not None
+    with pytest.raises(ValueError, match="not empty"):
+        distill(DistillConfig(task=TASK.id, start="maze", out=str(tmp_path / "d")), log=lambda _: None)

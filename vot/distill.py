@@ -1,0 +1,156 @@
+"""Distil a test-time strategy into the single-pass policy (``vot distill``).
+
+The chains a strategy selects (``self_consistency@16``, ``best_of_n`` with a verifier, ...) on
+unlabelled train-split problems become training data for the policy, with a replay of its gold
+traces, as in `vot.improve`. The result is a bundle with a card: the lineage, the share of selected
+chains that were right (measured after the fact), and on the test split the distilled policy's
+greedy accuracy beside the teacher's strategy and greedy, with the compute each spends per problem.
+
+    vot distill --task maze --from maze --strategy self_consistency --n 16 --sizes 7,8 --out runs/distill-maze
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import tasks
+from tasks.metrics import rate
+from tasks.splits import generate_split
+
+
+@dataclass
+class DistillConfig:
+    task: str
+    start: str  # the teacher: a bundle (name or directory)
+    out: str
+    strategy: str = "self_consistency"
+    n: int = 16
+    verifier: str = "consistency"  # for strategies that score chains
+    sizes: list[int] = field(default_factory=lambda: [7, 8])
+    problems_per_size: int = 100
+    steps: int = 300
+    chain_share: float = 0.5
+    gold_problems_per_size: int = 500
+    eval_count: int = 25
+    eval_sizes: list[int] = field(default_factory=list)  # default: the training sizes and --sizes
+    seed: int = 0
+    device: str = "auto"
+    sketcher: str = "default"
+    batch: int = 32
+
+
+def _strategy_on(config: DistillConfig, reasoner, problems, name: str, n: int):
+    from vot.strategies import run_strategy
+    from vot.verifiers import get_verifier
+
+    results = []
+    for start in range(0, len(problems), config.batch):
+        results += run_strategy(name, problems[start:start + config.batch], reasoner, get_verifier(config.verifier),
+                                **({} if name == "greedy" else {"n": n}))
+    return results
+
+
+def _score(task, problems, results) -> dict:
+    correct = [r.answer is not None and task.check(p, r.answer).correct for p, r in zip(problems, results)]
+    compute = [r.compute.policy_tokens + r.compute.denoising_steps for r in results]
+    seconds = [r.compute.wall_seconds for r in results]
+    return {"accuracy": rate(correct).to_json(), "mean_compute": sum(compute) / max(len(compute), 1),
+            "mean_wall_seconds": sum(seconds) / max(len(seconds), 1)}
+
+
+def distill(config: DistillConfig, log=print, command: str | None = None) -> Path:
+    """Select chains with the teacher's strategy, train, bundle and measure; returns the bundle directory."""
+    from vot.bundle import make_bundle
+    from vot.chain import write_problem_chains
+    from vot.components import build_reasoner, resolve_policy
+    from vot.lm.train import PolicyTrainConfig, train_policy
+
+    task = tasks.get(config.task)
+    config.task = task.id
+    out = Path(config.out)
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} is not empty; choose another --out")
+    teacher = resolve_policy(config.start, task.id)
+    if teacher.policy_dir is None:
+        raise ValueError(f"--from {config.start}: distillation trains a small policy; give a bundle or policy directory")
+    began = time.perf_counter()
+    reasoner = build_reasoner(task.id, policy=str(teacher.bundle or teacher.policy_dir), sketcher=config.sketcher,
+                              seed=config.seed, device=config.device)
+    out.mkdir(parents=True, exist_ok=True)
+    kept_path, right, kept, total = out / "selected.jsonl", 0, 0, 0
+    for size in config.sizes:
+        labelled = generate_split(task, "train", size, config.problems_per_size, config.seed + 5000)
+        blind = [replace(p, answer=None) for p in labelled]
+        results = _strategy_on(config, reasoner, blind, config.strategy, config.n)
+        pairs = []
+        for problem, gold, result in zip(blind, labelled, results):
+            total += 1
+            if result.selected is None or result.answer is None:
+                continue
+            chain = result.chains[result.selected]
+            if not chain.steps or not chain.steps[-1].is_answer:
+                continue
+            pairs.append((problem, chain))
+            kept += 1
+            right += task.check(gold, chain.answer).correct  # measured after the fact
+        write_problem_chains(kept_path, pairs)
+        log(f"size {size}: {config.strategy}@{config.n} selected {len(pairs)} chains of {len(labelled)} problems")
+    if kept == 0:
+        raise ValueError(f"{config.strategy}@{config.n} selected no chain to distil")
+    parent = json.loads(Path(teacher.policy_dir, "policy.json").read_text())
+    train = PolicyTrainConfig(task=task.id, mode="vot", steps=config.steps, out=str(out / "policy"), seed=config.seed,
+                              init_from=str(teacher.policy_dir), chains=[str(kept_path)], chain_share=config.chain_share,
+                              problems_per_size=config.gold_problems_per_size, eval_every=10**9, eval_count=1,
+                              device=config.device, canvas_share=0.2, shape=parent["shape"],
+                              sketcher="default" if config.sketcher == "default" else None)
+    train_policy(train, progress=False)
+    bundle = make_bundle(out / "policy", out / "bundle", sketcher="default")
+    from vot.lm.card import write_card as policy_card
+
+    policy_card(bundle, None)  # the policy's own card (its training lineage); the distillation is appended
+    sizes = list(config.eval_sizes) or sorted(set(task.in_distribution) | set(config.sizes))
+    student = build_reasoner(task.id, policy=str(bundle), sketcher=config.sketcher, seed=config.seed, device=config.device)
+    table = {}
+    for size in sizes:
+        problems = generate_split(task, "test", size, config.eval_count, 0)
+        table[str(size)] = {"teacher_greedy": _score(task, problems, _strategy_on(config, reasoner, problems, "greedy", 1)),
+                            f"teacher_{config.strategy}@{config.n}": _score(task, problems, _strategy_on(
+                                config, reasoner, problems, config.strategy, config.n)),
+                            "distilled_greedy": _score(task, problems, _strategy_on(config, student, problems, "greedy", 1))}
+        log(f"test size {size}: " + ", ".join(f"{k} {100 * v['accuracy']['value']:.0f}%" for k, v in table[str(size)].items()))
+    summary = {"config": asdict(config), "command": command, "selected": kept, "problems": total,
+               "precision": rate([True] * right + [False] * (kept - right)).to_json(), "test": table,
+               "seconds": round(time.perf_counter() - began, 1)}
+    (out / "distill.json").write_text(json.dumps(summary, indent=2))
+    (bundle / "distill.json").write_text(json.dumps(summary, indent=2))
+    write_card(bundle, summary)
+    return bundle
+
+
+def write_card(bundle: Path, summary: dict) -> None:
+    """Append the distillation's lineage and numbers to the bundle's card."""
+    c = summary["config"]
+    names = list(next(iter(summary["test"].values())))
+    rows = ["| size | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for size, cells in summary["test"].items():
+        rows.append(f"| {size} | " + " | ".join(
+            f"{100 * cells[k]['accuracy']['value']:.1f} ({cells[k]['mean_compute']:.0f})" for k in names) + " |")
+    p = summary["precision"]
+    text = f"""
+
+## Distillation
+
+Made by `{summary['command'] or 'vot distill'}` from the teacher `{c['start']}`: `{c['strategy']}@{c['n']}`
+(verifier `{c['verifier']}`) selected {summary['selected']} chains on {summary['problems']} unlabelled train-split
+problems at sizes {c['sizes']}; {100 * p['value']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}] of them were right
+(measured after the fact). The policy trained {c['steps']} steps on them ({c['chain_share']:.0%} of batches) and gold
+replay, warm-started from the teacher's.
+
+Greedy test accuracy, % (mean compute per problem in brackets, policy tokens + denoising steps), {c['eval_count']} per size:
+
+{chr(10).join(rows)}
+"""
+    card = bundle / "README.md"
+    card.write_text((card.read_text() if card.exists() else "") + text)

@@ -1,0 +1,327 @@
+"""Self-improvement from easy to hard without labels (``vot improve``).
+
+After Lee et al. (ICML 2025, self-improving transformers): a policy trained on easy problems
+samples chains on slightly harder, unlabelled ones, keeps what a filter trusts, retrains on it with
+a replay of its gold training data, and repeats one size further. Each round of ``--out``:
+
+1. generates train-split problems at the round's sizes (``--sizes`` taken ``sizes_per_round`` at a
+   time) and strips their answers: the sampler and the filters never see gold;
+2. samples ``n`` chains per problem through the full loop (policy, diffusion sketcher, encoder);
+3. keeps chains by the filter (`FILTERS`); each kept chain's correctness is measured after the fact
+   (the filter's *precision*), as is the share of problems that kept one (*coverage*);
+4. continues training the policy on the kept chains (``chain_share`` of the batches) and gold
+   traces of the task's training sizes (the rest), warm-started from the previous round;
+5. evaluates greedy accuracy on the test split at every size.
+
+A round directory holds ``kept.jsonl`` (+ sketches), ``policy/`` and ``round.json``; a round whose
+``round.json`` exists is skipped, so ``--resume`` continues where a killed run stopped. ``rounds.jsonl``,
+``accuracy.png`` (accuracy by size per round) and ``README.md`` (a card with the lineage) are
+rewritten after each round. The gold answer is read only for precision and evaluation, and by
+the ``gold`` control filter.
+
+Not done here: sharding the sampling over processes, and training the sketcher on the kept
+chains' transitions.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import tasks
+from tasks.metrics import rate
+from tasks.splits import generate_split
+
+FILTER_NAMES = ("vote", "consistency", "learned", "length", "none", "gold")
+
+
+@dataclass
+class ImproveConfig:
+    """What ``vot improve`` does; see the module docstring."""
+
+    task: str
+    start: str  # a bundle (name or directory) or a policy directory
+    out: str
+    rounds: int = 3
+    sizes: list[int] = field(default_factory=lambda: [7, 8, 9, 10, 11, 12])
+    sizes_per_round: int = 1
+    filter: str = "vote"  # FILTER_NAMES joined by "+": every part must keep the chain
+    n: int = 8
+    vote_share: float = 0.75  # vote: the majority answer's share of the n chains must reach this
+    problems_per_size: int = 100  # unlabelled problems per size and round
+    steps: int = 300  # training steps per round
+    chain_share: float = 0.5
+    gold_problems_per_size: int = 500  # replayed gold traces per training size
+    eval_count: int = 25  # test problems per size
+    eval_sizes: list[int] = field(default_factory=list)  # default: the training sizes and --sizes
+    seed: int = 0
+    device: str = "auto"
+    resume: bool = False
+    batch: int = 64  # problems sampled together
+    sketcher: str = "default"  # the sketcher of sampling and evaluation ("oracle": perfect sketches, for tests)
+
+
+def parse_filter(spec: str) -> list[str]:
+    """``"vote+length"`` -> ``["vote", "length"]``; ``none`` and ``gold`` stand alone."""
+    parts = [p.strip() for p in spec.split("+") if p.strip()]
+    unknown = [p for p in parts if p not in FILTER_NAMES]
+    if not parts or unknown:
+        raise ValueError(f"--filter must be {', '.join(FILTER_NAMES)} or a '+' combination, got {spec!r}")
+    if len(parts) > 1 and {"none", "gold"} & set(parts):
+        raise ValueError(f"--filter: none and gold are controls and stand alone, got {spec!r}")
+    return parts
+
+
+def majority(pool) -> tuple[str | None, float]:
+    """The most common answer among the chains (ties to the first seen) and its share of them."""
+    answers = [c.answer for c in pool if c.answer is not None]
+    if not answers:
+        return None, 0.0
+    best = max(dict.fromkeys(answers), key=answers.count)
+    return best, answers.count(best) / len(pool)
+
+
+class ChainFilter:
+    """Keeps the chains of one problem's pool that every part of the filter accepts; at most one per
+    problem (the first accepted), so a problem weighs the same whatever its agreement."""
+
+    def __init__(self, spec: str, vote_share: float = 0.75, verifier_device: str = "cpu"):
+        self.parts = parse_filter(spec)
+        self.vote_share = vote_share
+        self._verifiers = {}
+        if "consistency" in self.parts:
+            from vot.verifiers import ConsistencyVerifier
+
+            self._verifiers["consistency"] = ConsistencyVerifier()
+        if "learned" in self.parts:
+            from vot.learned_verifier import LearnedVerifier
+
+            self._verifiers["learned"] = LearnedVerifier(device=verifier_device)
+
+    def keep(self, unlabelled, pool, labelled=None) -> list:
+        """The kept chains of ``pool`` for the problem ``unlabelled`` (answer stripped); only the
+        ``gold`` control reads ``labelled``."""
+        accepted = [c for c in pool if c.answer is not None and c.steps and c.steps[-1].is_answer]
+        for part in self.parts:
+            if part == "vote":
+                answer, share = majority(pool)
+                accepted = [c for c in accepted if share >= self.vote_share and c.answer == answer]
+            elif part == "length":
+                accepted = [c for c in accepted if sum(not s.is_answer for s in c.steps) == len(unlabelled.actions)]
+            elif part == "consistency":
+                accepted = [c for c in accepted if min(self._verifiers[part].step_scores(unlabelled, c)) >= 1.0]
+            elif part == "learned":
+                accepted = [c for c in accepted if min(self._verifiers[part].step_scores(unlabelled, c)) >= 0.5]
+            elif part == "gold":
+                task = tasks.get(labelled.task)
+                accepted = [c for c in accepted if task.check(labelled, c.answer).correct]
+        return accepted[:1]
+
+
+def round_sizes(config: ImproveConfig, number: int) -> list[int]:
+    k = config.sizes_per_round
+    return config.sizes[number * k:(number + 1) * k]
+
+
+def _policy_dir(config: ImproveConfig, number: int) -> str:
+    """The policy a round starts from: the start's, or the previous round's."""
+    if number == 0:
+        from vot.components import resolve_policy
+
+        choice = resolve_policy(config.start, config.task)
+        if choice.policy_dir is None:
+            raise ValueError(f"--from {config.start}: self-improvement trains a small policy; give a bundle or policy directory")
+        return str(choice.policy_dir)
+    return str(Path(config.out, f"round-{number}", "policy"))
+
+
+def evaluate(config: ImproveConfig, policy: str, task) -> dict:
+    """Greedy test-split accuracy of ``policy`` by size (``config.sketcher``)."""
+    from vot.components import build_reasoner
+
+    reasoner = build_reasoner(task.id, policy=policy, sketcher=config.sketcher, seed=config.seed, device=config.device)
+    batch = config.batch
+    by_size = {}
+    for size in eval_sizes(config, task):
+        problems = generate_split(task, "test", size, config.eval_count, 0)
+        correct = []
+        for start in range(0, len(problems), batch):
+            chunk = problems[start:start + batch]
+            for problem, chains in zip(chunk, reasoner.run(chunk, 1, greedy=True)):
+                answer = chains[0].answer
+                correct.append(answer is not None and task.check(problem, answer).correct)
+        by_size[str(size)] = rate(correct).to_json()
+    return by_size
+
+
+def run_round(config: ImproveConfig, number: int, log=print) -> dict:
+    """Sample, filter, train and evaluate round ``number`` (1-based) into ``out/round-<number>``."""
+    from vot.chain import write_problem_chains
+    from vot.components import build_reasoner
+    from vot.lm.train import PolicyTrainConfig, train_policy
+
+    task = tasks.get(config.task)
+    here = Path(config.out, f"round-{number}")
+    sizes = round_sizes(config, number - 1)
+    began = time.perf_counter()
+    start_policy = _policy_dir(config, number - 1)
+    kept_path = here / "kept.jsonl"
+    if kept_path.exists():  # a round killed after sampling: sample again from scratch (seeded, identical)
+        kept_path.unlink()
+    here.mkdir(parents=True, exist_ok=True)
+    reasoner = build_reasoner(task.id, policy=start_policy, sketcher=config.sketcher, seed=config.seed + number,
+                              device=config.device)
+    chain_filter = ChainFilter(config.filter, config.vote_share)
+    counts = {"problems": 0, "kept": 0, "kept_right": 0, "sampled": 0, "sampled_right": 0, "by_size": {}}
+    for size in sizes:
+        labelled = generate_split(task, "train", size, config.problems_per_size, config.seed + 1000 * number)
+        kept_size = right_size = 0
+        for offset in range(0, len(labelled), config.batch):
+            chunk = labelled[offset:offset + config.batch]
+            unlabelled = [replace(p, answer=None) for p in chunk]
+            pools = reasoner.run(unlabelled, config.n)
+            pairs = []
+            for blind, gold, pool in zip(unlabelled, chunk, pools):
+                for chain in pool:
+                    counts["sampled"] += 1
+                    counts["sampled_right"] += bool(chain.answer is not None and task.check(gold, chain.answer).correct)
+                for chain in chain_filter.keep(blind, pool, gold):
+                    pairs.append((blind, chain))
+                    right = task.check(gold, chain.answer).correct  # measured after the fact
+                    kept_size += 1
+                    right_size += right
+            write_problem_chains(kept_path, pairs)
+            log(f"round {number} size {size}: sampled {offset + len(chunk)}/{len(labelled)} problems, kept {kept_size}")
+        counts["problems"] += len(labelled)
+        counts["kept"] += kept_size
+        counts["kept_right"] += right_size
+        counts["by_size"][str(size)] = {"problems": len(labelled), "kept": kept_size, "kept_right": right_size}
+    sampled_seconds = time.perf_counter() - began
+    if counts["kept"] == 0:
+        raise ValueError(f"round {number}: the {config.filter} filter kept no chain of {counts['problems']} problems")
+    previous = [str(Path(config.out, f"round-{k}", "kept.jsonl")) for k in range(1, number)]
+    parent = json.loads(Path(start_policy, "policy.json").read_text())  # train the same shape, so every tensor carries over
+    train = PolicyTrainConfig(task=task.id, mode="vot", steps=config.steps, out=str(here / "policy"), seed=config.seed + number,
+                              init_from=start_policy, chains=previous + [str(kept_path)], chain_share=config.chain_share,
+                              problems_per_size=config.gold_problems_per_size, eval_every=10**9, eval_count=1,
+                              device=config.device, canvas_share=0.2, shape=parent["shape"],
+                              sketcher="default" if config.sketcher == "default" else None)
+    if (here / "policy").exists():
+        import shutil
+
+        shutil.rmtree(here / "policy")  # a round killed while training: train again from its start
+    train_policy(train, progress=False)
+    trained_seconds = time.perf_counter() - began - sampled_seconds
+    record = {
+        "round": number, "sizes": sizes, "filter": config.filter, "policy": str(here / "policy"),
+        "problems": counts["problems"], "sampled_chains": counts["sampled"], "kept": counts["kept"],
+        "coverage": counts["kept"] / counts["problems"],
+        "precision": rate([True] * counts["kept_right"] + [False] * (counts["kept"] - counts["kept_right"])).to_json(),
+        "sampled_accuracy": counts["sampled_right"] / max(counts["sampled"], 1),
+        "by_size": counts["by_size"],
+        "test_accuracy": evaluate(config, str(here / "policy"), task),
+        "seconds": {"sampling": round(sampled_seconds, 1), "training": round(trained_seconds, 1),
+                    "total": round(time.perf_counter() - began, 1)},
+    }
+    (here / "round.json").write_text(json.dumps(record, indent=2))
+    return record
+
+
+def eval_sizes(config: ImproveConfig, task) -> list[int]:
+    return list(config.eval_sizes) or sorted(set(task.in_distribution) | set(config.sizes))
+
+
+def improve(config: ImproveConfig, log=print, command: str | None = None) -> Path:
+    """Run (or resume) every round; returns ``config.out``."""
+    task = tasks.get(config.task)
+    config.task = task.id
+    parse_filter(config.filter)
+    if task.kind != "mcq":
+        raise ValueError(f"vot improve labels problems by agreement on an answer: {task.id} is not an MCQ task")
+    if config.rounds < 1 or config.n < 1 or config.problems_per_size < 1:
+        raise ValueError("--rounds, --n and --problems must be positive")
+    if len(config.sizes) < config.rounds * config.sizes_per_round:
+        raise ValueError(f"{config.rounds} rounds of {config.sizes_per_round} size(s) need {config.rounds * config.sizes_per_round} "
+                         f"sizes, --sizes gives {len(config.sizes)}")
+    too_big = [s for s in config.sizes + eval_sizes(config, task) if not task.min_size <= s <= task.max_size]
+    if too_big:
+        raise ValueError(f"{task.id} takes sizes {task.min_size}-{task.max_size}, not {too_big}")
+    out = Path(config.out)
+    if out.is_file():
+        raise ValueError(f"--out {out} is a file")
+    if out.exists() and any(out.iterdir()) and not config.resume:
+        raise ValueError(f"{out} is not empty; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(asdict(config) | {"command": command}, indent=2))
+    records = []
+    start = out / "round-0.json"
+    if not start.exists():
+        log(f"round 0: evaluating {config.start}")
+        start.write_text(json.dumps({"round": 0, "policy": _policy_dir(config, 0),
+                                     "test_accuracy": evaluate(config, _policy_dir(config, 0), task)}, indent=2))
+    records.append(json.loads(start.read_text()))
+    for number in range(1, config.rounds + 1):
+        done = out / f"round-{number}" / "round.json"
+        if not done.exists():
+            run_round(config, number, log)
+        records.append(json.loads(done.read_text()))
+        write_outputs(out, config, records, command)
+        r = records[-1]
+        log(f"round {number} (sizes {r['sizes']}): kept {r['kept']}/{r['problems']}, precision "
+            f"{100 * r['precision']['value']:.1f}%; test " + ", ".join(
+                f"{s}: {100 * v['value']:.0f}" for s, v in r["test_accuracy"].items()))
+    write_outputs(out, config, records, command)
+    return out
+
+
+def write_outputs(out: Path, config: ImproveConfig, records: list[dict], command: str | None) -> None:
+    """``rounds.jsonl``, ``accuracy.png`` and the card ``README.md`` from the finished rounds."""
+    (out / "rounds.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    plot_rounds(records, out / "accuracy.png", f"{config.task}: greedy test accuracy by size ({config.filter} filter)")
+    sizes = list(records[0]["test_accuracy"])
+    head = "| round | trained on sizes | kept / problems | precision of kept | " + " | ".join(f"size {s}" for s in sizes) + " |"
+    rows = [head, "|" + "---|" * (4 + len(sizes))]
+    for r in records:
+        kept = f"{r['kept']} / {r['problems']}" if "kept" in r else "start"
+        precision = f"{100 * r['precision']['value']:.1f} [{100 * r['precision']['low']:.1f}, {100 * r['precision']['high']:.1f}]" if "precision" in r else ""
+        cells = " | ".join(f"{100 * r['test_accuracy'][s]['value']:.0f}" for s in sizes)
+        rows.append(f"| {r['round']} | {r.get('sizes', '')} | {kept} | {precision} | {cells} |")
+    (out / "README.md").write_text(f"""# self-improvement of {config.task} from {config.start}
+
+Made by `{command or 'vot improve'}`. Each round samples {config.n} chains on {config.problems_per_size} unlabelled
+train-split problems per size, keeps at most one chain per problem by the `{config.filter}` filter
+(vote share >= {config.vote_share}), and continues training the policy for {config.steps} steps ({config.chain_share:.0%}
+kept chains, the rest gold traces of the training sizes). Precision: the share of kept chains whose answer is right,
+measured after the fact. Test accuracy: greedy, {config.eval_count} test problems per size, sketcher `{config.sketcher}`.
+
+{chr(10).join(rows)}
+
+![accuracy by size per round](accuracy.png)
+
+The policy of round k is `round-k/policy`; each round's numbers are in `round-k/round.json`.
+""")
+
+
+def plot_rounds(records: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = [int(s) for s in records[0]["test_accuracy"]]
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    for r in records:
+        values = [100 * r["test_accuracy"][str(s)]["value"] for s in sizes]
+        axis.plot(sizes, values, marker="o", label=f"round {r['round']}" if r["round"] else "start")
+    axis.set(xlabel="size", ylabel="greedy accuracy, %", ylim=(0, 102), title=title)
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def command_line() -> str:
+    return "vot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
