@@ -236,3 +236,33 @@ def test_bench_components_accept_an_hf_checkpoint(checkpoint):
     assert all(c.compute.encoder_calls == 0 for c in chains)  # its own vision tower reads the sketches
     with pytest.raises(ValueError, match="name the task"):
         build_reasoner(policy=f"hf:{checkpoint}")
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_incremental_decoding_equals_the_batched_re_prefill_and_reads_only_new_tokens(checkpoint, greedy):
+    incremental = HFPolicy(checkpoint, max_new_tokens=6, temperature=1.5, seed=3)
+    batched = HFPolicy(checkpoint, max_new_tokens=6, temperature=1.5, seed=3, incremental=False)
+    assert incremental.incremental and not batched.incremental
+    fed = []
+    forward = incremental.model.forward
+
+    def spy(*args, **kwargs):
+        fed.append(kwargs["input_ids"].shape[1])
+        return forward(*args, **kwargs)
+
+    incremental.model.forward = spy
+    problems = _problems(2)
+    chains = {}
+    for name, policy in (("incremental", incremental), ("batched", batched)):
+        reasoner = Reasoner(policy, OracleSketcher(TASK), max_steps=3)
+        running = reasoner.start(problems, [0, 1], greedy=greedy)
+        reasoner.complete(running)
+        chains[name] = [r.chain for r in running]
+    for a, b in zip(chains["incremental"], chains["batched"]):
+        assert a.thoughts == b.thoughts
+        assert np.allclose(a.logprobs, b.logprobs, atol=1e-4)
+    prompts = [len(incremental.processor.apply_chat_template([r.context.messages[:1]], add_generation_prompt=True,
+                                                             tokenize=True, return_dict=True)["input_ids"][0]) for r in running]
+    prefills = [n for n in fed if n > 1]  # think runs chain by chain: each chain's prefill, then its decode steps
+    assert prefills[:2] == prompts  # the first think of each chain reads its whole prompt ...
+    assert len(prefills) == 2 * 3 and all(n < min(prompts) / 2 for n in prefills[2:])  # ... later ones only the new turns

@@ -38,6 +38,19 @@ def test_filters_vote_length_gold_and_none():
             parse_filter(bad)
 
 
+def test_the_reward_filter_keeps_plans_the_simulator_accepts_without_the_gold_plan():
+    nav = tasks.get("frozenlake-nav")
+    problem = nav.from_layout(["SFF", "FHF", "FFG"])
+    blind = replace(problem, answer=None)
+    plans = {0: "The answer is: Go right. Go right. Go down. Go down.", 1: "The answer is: Go down. Go down. Go right. Go right.",
+             2: "The answer is: Go right. Go down.", 3: "The answer is: Go down. Go right. Go right. Go down. Go up. Go down."}
+    pool = [Chain(problem.id, problem.task, i, [Step(text, is_answer=True)], text, True) for i, text in plans.items()]
+    kept = ChainFilter("reward").keep(blind, pool)
+    assert [c.sample for c in kept] == [0]  # the first exact plan; the hole and the detour are rejected
+    assert [c.sample for c in ChainFilter("reward").keep(blind, pool[1:])] == [1]
+    assert ChainFilter("reward").keep(blind, pool[2:]) == []
+
+
 def test_problem_chain_files_round_trip(tmp_path):
     reasoner = vot.load("maze", sketcher="oracle")
     problems = generate_split(TASK, "train", 3, 2, 0)
@@ -78,7 +91,8 @@ def test_a_round_runs_end_to_end_and_resume_skips_it(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["improve", "--task", "maze", "--from", "maze", "--filter", "magic"], "--filter must be"),
-    (["improve", "--task", "maze-nav", "--from", "maze"], "not an MCQ task"),
+    (["improve", "--task", "maze-nav", "--from", "maze", "--filter", "consistency"], "is a planning task"),
+    (["improve", "--task", "maze", "--from", "maze", "--filter", "reward"], "not a planning task"),
     (["improve", "--task", "maze", "--from", "maze", "--rounds", "3", "--sizes", "7,8"], "need 3 sizes"),
     (["improve", "--task", "maze", "--from", "maze", "--rounds", "1", "--sizes", "40"], "takes sizes"),
     (["improve", "--task", "maze", "--from", "maze", "--sizes", "7,x"], "sizes must be integers"),

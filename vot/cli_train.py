@@ -77,15 +77,16 @@ def add_improve_parsers(commands) -> None:
     from vot.cli import _integers
 
     p = commands.add_parser("improve", help="self-improvement without labels: vot improve --task maze --from maze --rounds 3")
-    p.add_argument("--task", required=True, help="MCQ task id or short name (maze)")
+    p.add_argument("--task", required=True, help="task id or short name (maze; maze-nav with --filter reward)")
     p.add_argument("--from", dest="start", required=True, help="the bundle (name or directory) or policy directory to start from")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sizes", type=_integers("sizes"), default=[7, 8, 9, 10, 11, 12],
                    help="the sizes the rounds climb, --sizes-per-round at a time (default 7,8,9,10,11,12)")
     p.add_argument("--sizes-per-round", type=int, default=1)
     p.add_argument("--filter", default="vote",
-                   help="which sampled chains to keep: vote, consistency, learned, length, or a '+' combination "
-                        "(vote+length); none and gold (reads the answer) are controls")
+                   help="which sampled chains to keep: vote, consistency, learned, length, reward (planning tasks: the "
+                        "simulator checks the plan), or a '+' combination (vote+length); none and gold (reads the answer) "
+                        "are controls")
     p.add_argument("--vote-share", type=float, default=0.75, help="vote: the majority answer's least share of the chains")
     p.add_argument("--n", type=int, default=8, help="sampled chains per problem")
     p.add_argument("--problems", type=int, default=100, help="unlabelled problems per size and round")

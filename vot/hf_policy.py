@@ -2,9 +2,19 @@
 
 Each chain's context is the chat conversation itself: a user turn with the problem image and prompt,
 then one assistant turn per thought and one user turn per observed sketch (the image plus
-``HFPolicy.SKETCH_TEXT``). Every ``think`` re-renders all conversations with the processor's chat
-template and runs one left-padded, batched ``model.generate`` (no KV cache is kept between calls:
-simple and model-agnostic, at the cost of re-reading the conversation each step).
+``HFPolicy.SKETCH_TEXT``).
+
+Two decode paths give the same thoughts:
+
+- *incremental* (LLaVA-style models, whose positions are one-dimensional; the default for them):
+  each chain keeps its KV cache (a transformers ``DynamicCache``) and the token ids it holds. A
+  ``think`` renders the conversation, keeps the cache up to the longest common prefix with the new
+  ids (cut back to the start of an image whose tokens it would split), prefills only the rest with
+  only the new images' pixels, then decodes token by token. Earlier steps are never re-read, so a
+  chain's cost grows linearly with its length. Chains decode one by one.
+- *re-prefill* (every other model, e.g. Qwen2-VL's multimodal rotary positions): all conversations
+  re-rendered and one left-padded, batched ``model.generate``; the cost of a step grows with the
+  conversation.
 
 Randomness. ``generate`` has no ``generator`` argument and samples with the global RNG, so
 ``generate`` always runs *greedy* here and the sampling is done by a logits processor
@@ -46,6 +56,8 @@ class HFContext:
     greedy: bool = False
     step: int = 0  # thoughts produced so far
     token_ids: list[list[int]] = field(default_factory=list)  # generated ids of each thought (incl. its stop token)
+    cache: Any = None  # incremental decoding: the chain's DynamicCache ...
+    cached_ids: list[int] = field(default_factory=list)  # ... and the token ids whose keys and values it holds
 
     @property
     def num_images(self) -> int:
@@ -64,6 +76,8 @@ class HFPolicy:
         max_new_tokens: tokens per thought at most.
         seed: base of every chain's sampling seed (a non-negative integer).
         device: torch device; the model runs in bfloat16 on CUDA and float32 elsewhere.
+        incremental: keep each chain's KV cache between thoughts (module docstring); ``None``: on for
+            the model types in ``INCREMENTAL_MODELS``, whose image tokens and positions allow it.
 
     A thought stops at an end-of-turn/EOS token or at the first newline after some text (leading
     newlines are skipped). It is an answer when it states one ("The answer is ..." that the task can
@@ -74,11 +88,12 @@ class HFPolicy:
     """
 
     encoder = None
+    INCREMENTAL_MODELS = ("llava",)
     SKETCH_TEXT = "Sketch of the state after that step."
     CONTINUE_TEXT = "Continue."  # user turn after a thought when the sketcher draws nothing
 
     def __init__(self, path: str | Path, *, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 48,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+                 seed: int = 0, device: str | torch.device = "cpu", incremental: bool | None = None):
         from transformers import AutoModelForImageTextToText, AutoProcessor, GenerationConfig
 
         path = Path(path)
@@ -112,6 +127,11 @@ class HFPolicy:
             self.model = AutoModelForImageTextToText.from_pretrained(str(path), local_files_only=True, dtype=self.dtype)
         self.model.to(self.device).eval()
 
+        model_type = getattr(self.model.config, "model_type", "")
+        self.incremental = model_type in self.INCREMENTAL_MODELS if incremental is None else bool(incremental)
+        if self.incremental and model_type not in self.INCREMENTAL_MODELS:
+            raise ValueError(f"HFPolicy: incremental decoding supports {', '.join(self.INCREMENTAL_MODELS)} models, "
+                             f"not {model_type!r}; pass incremental=False")
         self.stop_ids = self._stop_ids()
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.convert_ids_to_tokens(self.stop_ids[0])
@@ -150,9 +170,12 @@ class HFPolicy:
 
     def fork(self, context: HFContext, branch: int) -> HFContext:
         """A copy of the conversation whose future samples differ by ``branch`` (images are shared)."""
+        import copy
+
         messages = [{**m, "content": [dict(c) for c in m["content"]]} for m in context.messages]
         return HFContext(context.problem, context.task, messages, context.lineage + (int(branch),), context.greedy,
-                         context.step, [list(t) for t in context.token_ids])
+                         context.step, [list(t) for t in context.token_ids], copy.deepcopy(context.cache),
+                         list(context.cached_ids))
 
     @torch.no_grad()
     def think(self, contexts: Sequence[HFContext]) -> list[Thought]:
@@ -164,6 +187,8 @@ class HFPolicy:
         for context in contexts:
             if context.messages[-1]["role"] == "assistant":
                 raise ValueError(f"{context.problem.id}: think called twice without observe in between")
+        if self.incremental:
+            return [self._record(context, *self._decode_incrementally(context)) for context in contexts]
         inputs = self.processor.apply_chat_template(
             [c.messages for c in contexts], add_generation_prompt=True, tokenize=True, return_dict=True,
             return_tensors="pt", processor_kwargs={"padding": True})
@@ -182,17 +207,68 @@ class HFPolicy:
         generated = out.sequences[:, prompt_len:]
         logprobs = torch.stack([torch.log_softmax(logits.float(), dim=-1).gather(1, generated[:, i:i + 1].to(logits.device))[:, 0]
                                 for i, logits in enumerate(out.logits)], dim=1).cpu()  # (B, T), raw logits
-        thoughts = []
-        for row, context in enumerate(contexts):
-            ids = generated[row].tolist()
-            keep, text, ended = self._cut(ids)
-            is_answer = (not text or self._states_answer(context, text)
-                         or (ended and parse_actions(text, context.task.actions) is None))
-            context.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
-            context.token_ids.append(ids[:keep])
-            context.step += 1
-            thoughts.append(Thought(text, logprobs[row, :keep].tolist(), bool(is_answer)))
-        return thoughts
+        return [self._record(context, generated[row].tolist(), logprobs[row].tolist())
+                for row, context in enumerate(contexts)]
+
+    def _record(self, context: HFContext, ids: list[int], logprobs: list[float]) -> Thought:
+        """Cut the generated ``ids`` to a thought, append it to the conversation and return it."""
+        keep, text, ended = self._cut(ids)
+        is_answer = (not text or self._states_answer(context, text)
+                     or (ended and parse_actions(text, context.task.actions) is None))
+        context.messages.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
+        context.token_ids.append(ids[:keep])
+        context.step += 1
+        return Thought(text, logprobs[:keep], bool(is_answer))
+
+    def _decode_incrementally(self, context: HFContext) -> tuple[list[int], list[float]]:
+        """One thought of one chain from its cache: prefill what the cache lacks, then decode token
+        by token with the same sampling and stopping rules as the batched path."""
+        from transformers import DynamicCache
+
+        inputs = self.processor.apply_chat_template([context.messages], add_generation_prompt=True, tokenize=True,
+                                                    return_dict=True, return_tensors="pt")
+        ids = inputs["input_ids"][0].tolist()
+        image_token = self.model.config.image_token_id
+        spans, i = [], 0  # [start, end) of each image's run of tokens
+        while i < len(ids):
+            if ids[i] == image_token:
+                end = i
+                while end < len(ids) and ids[end] == image_token:
+                    end += 1
+                spans.append((i, end))
+                i = end
+            else:
+                i += 1
+        common, limit = 0, min(len(ids) - 1, len(context.cached_ids))  # feed at least one token
+        while common < limit and ids[common] == context.cached_ids[common]:
+            common += 1
+        for start, end in spans:  # never split an image's tokens: its features are computed whole
+            if start < common < end:
+                common = start
+        if context.cache is None or common == 0:
+            context.cache, common = DynamicCache(), 0
+        else:
+            context.cache.crop(common - context.cache.get_seq_length())  # (transformers 5: minus the tokens to drop)
+        before = sum(1 for start, _ in spans if start < common)  # images whose tokens the cache already holds
+        pixels = inputs.get("pixel_values")
+        pixels = pixels[before:].to(self.device, self.dtype) if pixels is not None and before < len(spans) else None
+        feed = torch.tensor([ids[common:]], device=self.device)
+        out = self.model(input_ids=feed, pixel_values=pixels, cache=context.cache, use_cache=True,
+                         attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device))
+        generator = None if context.greedy else self._generator(context)
+        generated, logprobs, stops = [], [], set(self.stop_ids)
+        while True:
+            logits = out.logits[0, -1].float()  # (V,) raw
+            token = int(logits.argmax()) if generator is None else _draw(logits, self.temperature, self.top_p, generator)
+            generated.append(token)
+            logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
+            if token in stops or self._ends_line(generated) or len(generated) == self.max_new_tokens:
+                break
+            out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=context.cache,
+                             use_cache=True, attention_mask=torch.ones(1, len(ids) + len(generated), dtype=torch.long,
+                                                                       device=self.device))
+        context.cached_ids = ids + generated[:-1]  # the last token's keys are not computed yet
+        return generated, logprobs
 
     def observe(self, contexts: Sequence[HFContext], images: Sequence[Image.Image] | None,
                 pixels: torch.Tensor | None = None) -> None:
@@ -259,15 +335,20 @@ class _ChainSampler(LogitsProcessor):
         for row, generator in enumerate(self.generators):
             if generator is None:
                 continue
-            probs = torch.softmax(scores[row].float() / self.temperature, dim=-1)
-            if self.top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= self.top_p  # keeps the top token
-                probs = probs.scatter(0, order[outside], 0.0)
-            token = torch.multinomial(probs, 1, generator=generator)
+            token = _draw(scores[row], self.temperature, self.top_p, generator)
             out[row] = float("-inf")
             out[row, token] = 0.0
         return out
+
+
+def _draw(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> int:
+    """One token from raw ``logits`` (V,) with temperature and top-p, drawn with ``generator``."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs >= top_p  # keeps the top token
+        probs = probs.scatter(0, order[outside], 0.0)
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 class _NewlineStop(StoppingCriteria):

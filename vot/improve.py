@@ -7,7 +7,8 @@ a replay of its gold training data, and repeats one size further. Each round of 
 1. generates train-split problems at the round's sizes (``--sizes`` taken ``sizes_per_round`` at a
    time) and strips their answers: the sampler and the filters never see gold;
 2. samples ``n`` chains per problem through the full loop (policy, diffusion sketcher, encoder);
-3. keeps chains by the filter (`FILTERS`); each kept chain's correctness is measured after the fact
+3. keeps chains by the filter (`ChainFilter`; ``reward`` for planning tasks: the simulator's
+   exact-match check of the plan, rejection-sampling fine-tuning); each kept chain's correctness is measured after the fact
    (the filter's *precision*), as is the share of problems that kept one (*coverage*);
 4. continues training the policy on the kept chains (``chain_share`` of the batches) and gold
    traces of the task's training sizes (the rest), warm-started from the previous round;
@@ -35,7 +36,7 @@ import tasks
 from tasks.metrics import rate
 from tasks.splits import generate_split
 
-FILTER_NAMES = ("vote", "consistency", "learned", "length", "none", "gold")
+FILTER_NAMES = ("vote", "consistency", "learned", "length", "reward", "none", "gold")
 
 
 @dataclass
@@ -115,6 +116,9 @@ class ChainFilter:
                 accepted = [c for c in accepted if min(self._verifiers[part].step_scores(unlabelled, c)) >= 1.0]
             elif part == "learned":
                 accepted = [c for c in accepted if min(self._verifiers[part].step_scores(unlabelled, c)) >= 0.5]
+            elif part == "reward":  # planning: the simulator scores the plan itself (exact match); no gold plan is read
+                task = tasks.get(unlabelled.task)
+                accepted = [c for c in accepted if task.score_plan(unlabelled, task.parse_answer(c.answer) or []).correct]
             elif part == "gold":
                 task = tasks.get(labelled.task)
                 accepted = [c for c in accepted if task.check(labelled, c.answer).correct]
@@ -239,8 +243,10 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     task = tasks.get(config.task)
     config.task = task.id
     parse_filter(config.filter)
-    if task.kind != "mcq":
-        raise ValueError(f"vot improve labels problems by agreement on an answer: {task.id} is not an MCQ task")
+    if task.kind != "mcq" and not {"reward", "vote", "none", "gold"} >= set(parse_filter(config.filter)):
+        raise ValueError(f"{task.id} is a planning task: filter its plans by reward (the simulator's check), vote, none or gold")
+    if "reward" in parse_filter(config.filter) and task.kind != "nav":
+        raise ValueError(f"the reward filter scores plans in the simulator: {task.id} is not a planning task")
     if config.rounds < 1 or config.n < 1 or config.problems_per_size < 1:
         raise ValueError("--rounds, --n and --problems must be positive")
     if len(config.sizes) < config.rounds * config.sizes_per_round:
