@@ -88,17 +88,24 @@ class TrainingRun:
             raise ValueError(f"{self.out} is not empty; pass --resume to continue training there or choose another --out")
         if steps < 1 or checkpoint_every < 1:
             raise ValueError(f"steps and checkpoint_every must be positive, got {steps} and {checkpoint_every}")
+        if keep < 2:  # accelerate prunes before it saves: one kept checkpoint could be the one a kill destroys
+            raise ValueError(f"keep at least 2 checkpoints, got {keep}")
+        old = sorted(p.name for p in (self.out / "checkpoints").glob("*step-*")) if (self.out / "checkpoints").is_dir() else []
+        if old and resume:
+            raise ValueError(f"{self.out}/checkpoints holds checkpoints of the old format ({old[-1]}); resume that run "
+                             "with the release that wrote it, or start a new --out")
         cpu = training_device(device)
         self.out.mkdir(parents=True, exist_ok=True)
         self.total, self.resume, self.description = steps, resume, description
-        self.checkpoint_every, self.stop_after, self.log_every = checkpoint_every, stop_after, log_every
+        self.checkpoint_every, self.log_every = checkpoint_every, log_every
+        self.stop_after = stop_after if stop_after is not None and stop_after < steps else None  # at the end: just finish
         self.checkpoints = self.out / "checkpoints"
         project = ProjectConfiguration(project_dir=str(self.out), automatic_checkpoint_naming=True, total_limit=keep)
         self.accelerator = Accelerator(cpu=cpu, mixed_precision="no" if cpu else "bf16", project_config=project)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.stopped = False
         self.bar = None
-        self._log = (self.out / "training_log.jsonl").open("a")
+        self._log = None  # opened by the first record, so a run refused while it sets up leaves its --out empty
         self.began = time.perf_counter()
 
     @property
@@ -182,6 +189,8 @@ class TrainingRun:
 
     def log(self, record: dict) -> None:
         """Append ``record`` (with the seconds since the run began) to ``training_log.jsonl``."""
+        if self._log is None:
+            self._log = (self.out / "training_log.jsonl").open("a")
         self._log.write(json.dumps({**record, "seconds": round(self.elapsed, 1)}) + "\n")
         self._log.flush()
 
@@ -194,7 +203,7 @@ class TrainingRun:
         return time.perf_counter() - self.began
 
     def close(self) -> None:
-        if not self._log.closed:
+        if self._log is not None and not self._log.closed:
             self._log.close()
 
     def finish(self, summary: dict) -> None:

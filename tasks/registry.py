@@ -25,6 +25,12 @@ def family(task_id: str) -> str:
     return task_id.rsplit("-v", 1)[0]
 
 
+def version(task_id: str) -> int:
+    """The version number of a task id (``maze-mcq-v1`` -> 1; 0 when it has none)."""
+    head, sep, tail = task_id.rpartition("-v")
+    return int(tail) if sep and tail.isdigit() else 0
+
+
 def names() -> list[str]:
     return sorted(_TASKS)
 

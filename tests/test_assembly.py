@@ -114,7 +114,7 @@ def test_devices_resolve():
 
 
 def test_a_bundle_for_another_task_is_refused(bundle):
-    with pytest.raises(ValueError, match="is for maze-mcq-v0, not frozenlake-mcq-v0"):
+    with pytest.raises(ValueError, match="is for maze-mcq-v1, not frozenlake-mcq-v0"):
         build_reasoner("frozenlake-mcq-v0", policy=str(bundle))
     with pytest.raises(ValueError, match="name the task"):
         build_reasoner(policy="simulated")
@@ -130,11 +130,11 @@ def test_sketch_pipeline_imports_from_the_package():
 
 
 def test_a_v0_policy_answers_v1_problems_of_its_family(tmp_path, capsys):
-    reasoner = build_reasoner("maze-mcq-v1", policy=str(resolve("maze")), sketcher="oracle")
+    reasoner = build_reasoner("maze-mcq-v1", policy=str(resolve("maze-mcq-v0")), sketcher="oracle")
     problem = generate_split("maze-mcq-v1", "test", 3, 1)[0]
     assert reasoner.run([problem], 1, greedy=True)[0][0].finished
     out = tmp_path / "run"
-    assert main(["bench", "frozenlake-mcq-v1", "--policy", str(resolve("maze")), "--size", "3", "--count", "1",
+    assert main(["bench", "frozenlake-mcq-v1", "--policy", str(resolve("maze-mcq-v0")), "--size", "3", "--count", "1",
                  "--out", str(out)]) == 2
     assert "is for maze-mcq-v0, not frozenlake-mcq-v1" in capsys.readouterr().err
     assert not out.exists()  # refused before anything is written

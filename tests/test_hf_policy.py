@@ -266,3 +266,44 @@ def test_incremental_decoding_equals_the_batched_re_prefill_and_reads_only_new_t
     prefills = [n for n in fed if n > 1]  # think runs chain by chain: each chain's prefill, then its decode steps
     assert prefills[:2] == prompts  # the first think of each chain reads its whole prompt ...
     assert len(prefills) == 2 * 3 and all(n < min(prompts) / 2 for n in prefills[2:])  # ... later ones only the new turns
+
+
+def test_forks_and_rewinds_with_caches_equal_the_re_prefill_path(checkpoint):
+    """A refined chain rewinds to snapshots and forks; with per-chain caches its thoughts are those of
+    the cache-free path, and a fork never reads its parent's cache."""
+    chains = {}
+    for incremental in (True, False):
+        policy = HFPolicy(checkpoint, max_new_tokens=6, temperature=1.5, seed=4, incremental=incremental)
+        reasoner = Reasoner(policy, OracleSketcher(TASK), max_steps=3)
+        problem = _problems(1)[0]
+        [parent] = reasoner.start([problem], [0], snapshots=True)
+        reasoner.complete([parent])
+        children = [reasoner.rewind(parent, 1, sample=5), reasoner.fork(parent, sample=6)]
+        reasoner.complete(children)
+        if incremental:
+            assert children[0].context.cache is not parent.context.cache
+        chains[incremental] = [c.chain.thoughts for c in [parent, *children]]
+    assert chains[True] == chains[False]
+
+
+def test_a_changed_image_at_a_cached_position_is_read_again(policy):
+    """Image placeholders are the same tokens whatever the image: the cache must not reuse the keys
+    of a sketch that has since been replaced."""
+    problem = _problems(1)[0]
+    [context] = policy.begin([problem], [0], greedy=True)
+    policy.think([context])
+    policy.observe([context], [problem.image])
+    policy.think([context])
+    context.messages[2]["content"][0]["image"] = Image.new("RGB", problem.image.size, "white")  # another sketch there
+    context.messages.pop()  # think again after the changed sketch
+    ids = policy.processor.apply_chat_template([context.messages], add_generation_prompt=True, tokenize=True,
+                                               return_dict=True)["input_ids"][0]
+    image = policy.model.config.image_token_id
+    second = next(i for i in range(1, len(ids)) if ids[i] == image and ids[i - 1] != image and i > ids.index(image) + 1)
+    fed = []
+    hook = policy.model.register_forward_pre_hook(lambda m, a, k: fed.append(k["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        policy.think([context])
+    finally:
+        hook.remove()
+    assert fed[0] == len(ids) - second  # re-read from the changed sketch on, not from the end of the cache

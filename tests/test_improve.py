@@ -69,8 +69,20 @@ def _tiny(out, **overrides):
                                    batch=8), **overrides})
 
 
-def test_a_round_runs_end_to_end_and_resume_skips_it(tmp_path, capsys):
+def test_a_round_runs_end_to_end_and_resume_skips_it(tmp_path, monkeypatch):
+    from vot.lm.policy import SmallPolicy
+
+    seen = []  # every problem a policy starts a chain on: sampling (blind) and evaluation (test split)
+    begin = SmallPolicy.begin
+
+    def spy(self, problems, samples, **kwargs):
+        seen.extend((p.id.split("/")[1] if "/" in p.id else "?", p.answer) for p in problems)
+        return begin(self, problems, samples, **kwargs)
+
+    monkeypatch.setattr(SmallPolicy, "begin", spy)
     out = improve(_tiny(tmp_path / "run"), log=lambda _: None)
+    train_answers = [answer for split, answer in seen if split == "train"]
+    assert train_answers and all(a is None for a in train_answers)  # the sampler never saw a gold answer
     record = json.loads((out / "round-1" / "round.json").read_text())
     assert record["sizes"] == [4] and record["problems"] == 3 and 1 <= record["kept"] <= 3
     assert set(record["test_accuracy"]) == {"3", "4"} and record["precision"]["n"] == record["kept"]
@@ -78,10 +90,11 @@ def test_a_round_runs_end_to_end_and_resume_skips_it(tmp_path, capsys):
     assert [r["round"] for r in rounds] == [0, 1]
     assert (out / "accuracy.png").stat().st_size > 0 and "| 1 | [4] |" in (out / "README.md").read_text()
     kept = read_problem_chains(out / "round-1" / "kept.jsonl")
-    assert all(p.answer is None for p, _ in kept)  # what the policy trained on never carried gold
+    assert kept and all(p.answer is None for p, _ in kept)
     from vot.components import build_reasoner
 
-    assert build_reasoner(TASK.id, policy=str(out / "round-1" / "policy"), sketcher="oracle").run(kept[:1][0][:1], 1)
+    [[chain]] = build_reasoner(TASK.id, policy=str(out / "round-1" / "policy"), sketcher="oracle").run([kept[0][0]], 1)
+    assert chain.finished and chain.answer is not None
     with pytest.raises(ValueError, match="--resume"):
         improve(_tiny(tmp_path / "run"), log=lambda _: None)
     before = (out / "round-1" / "round.json").stat().st_mtime_ns
@@ -96,6 +109,7 @@ def test_a_round_runs_end_to_end_and_resume_skips_it(tmp_path, capsys):
     (["improve", "--task", "maze", "--from", "maze", "--rounds", "3", "--sizes", "7,8"], "need 3 sizes"),
     (["improve", "--task", "maze", "--from", "maze", "--rounds", "1", "--sizes", "40"], "takes sizes"),
     (["improve", "--task", "maze", "--from", "maze", "--sizes", "7,x"], "sizes must be integers"),
+    (["improve", "--task", "maze", "--from", "nowhere"], "no bundle 'nowhere'"),
 ])
 def test_bad_improve_input_is_one_line_and_writes_nothing(argv, message, tmp_path, capsys):
     out = tmp_path / "never"
@@ -103,6 +117,39 @@ def test_bad_improve_input_is_one_line_and_writes_nothing(argv, message, tmp_pat
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    improve(_tiny(tmp_path / "run"), log=lambda _: None)
+    with pytest.raises(ValueError, match="other settings than .* \\(filter, n\\)"):
+        improve(_tiny(tmp_path / "run", resume=True, filter="none", n=3), log=lambda _: None)
+
+
+def test_chain_examples_match_gold_examples_and_get_their_share_of_batches(tmp_path):
+    import numpy as np
+
+    from vot.lm.model import PolicyModel
+    from vot.lm.sequences import build_example, chain_example
+    from vot.lm.train import PolicyTrainConfig, _batch, _bucket, add_chain_buckets
+
+    model = PolicyModel.from_pretrained(vot.bundle.resolve("maze") / "policy")
+    tokenizer, patch = model.tokenizer, model.spec.shape.patch
+    problem = generate_split(TASK, "train", 4, 1, 0)[0]
+    steps = [Step(s.thought, sketch=TASK.render(s.state) if s.action is not None else None, is_answer=s.action is None)
+             for s in TASK.trace(problem, "visual")]
+    gold_chain = Chain(problem.id, problem.task, 0, steps, problem.answer, True)
+    a, b = build_example(problem, "vot", tokenizer, patch), chain_example(problem, gold_chain, tokenizer, patch)
+    assert (a.ids, a.labels, a.answer) == (b.ids, b.labels, b.answer)
+    assert all(np.array_equal(x, y) for x, y in zip(a.images, b.images))
+    write_problem_chains(tmp_path / "kept.jsonl", [(problem, gold_chain)] * 3)
+    gold = [build_example(p, "vot", tokenizer, patch) for p in generate_split(TASK, "train", 3, 30, 0)]
+    data = {"3": _bucket(gold, tokenizer)}
+    add_chain_buckets(data, PolicyTrainConfig(task=TASK.id, chains=[str(tmp_path / "kept.jsonl")], chain_share=0.25),
+                      tokenizer, patch, lambda _: None)
+    assert set(data) == {"3", "chains-4"} and len(data["chains-4"]) == 3
+    widths = [_batch(data, np.random.default_rng(k), 1)[4].shape[-1] for k in range(400)]  # image side tells the bucket
+    share = np.mean([w == TASK.render(TASK.initial_state(problem)).size[0] for w in widths])
+    assert 0.18 < share < 0.32  # a quarter of the batches come from the 3 kept chains, not 3 in 33
 
 
 def test_distill_writes_a_loadable_bundle_with_its_numbers(tmp_path):

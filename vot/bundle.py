@@ -60,7 +60,8 @@ def resolve(name_or_path: str | Path) -> Path:
     if task_id is not None:
         specs = {bundle: read_spec(directory).task for bundle, directory in available.items()}
         exact = [b for b, t in specs.items() if t == task_id]
-        kin = sorted((t, b) for b, t in specs.items() if tasks.registry.family(t) == tasks.registry.family(task_id))
+        kin = sorted((tasks.registry.version(t), b) for b, t in specs.items()
+                     if tasks.registry.family(t) == tasks.registry.family(task_id))
         if exact or kin:
             return available[exact[0] if exact else kin[-1][1]]
     if path.exists():

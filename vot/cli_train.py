@@ -63,7 +63,8 @@ def add_train_parser(commands) -> None:
     p.set_defaults(run=_train_sketcher)
 
     p = which.add_parser("verifier", help="the learned step verifier of an MCQ task: vot train verifier --task maze")
-    _common(p, "MCQ task id or family (maze, maze-mcq-v0)", "checkpoints/verifier-<task>", "600")
+    _common(p, "MCQ task id or short name (maze: the current version, maze-mcq-v1; maze-mcq-v0 for v0)",
+            "checkpoints/verifier-<task>", "600")
     p.add_argument("--bundle", default=None, help="the bundle whose sampled chains are labelled (default: the task's shipped one)")
     p.add_argument("--chains-per-problem", type=int, default=4, help="sampled chains of the bundle per train problem")
     p.add_argument("--problems-per-size", type=int, default=25, help="train problems per size")
@@ -182,7 +183,7 @@ def _train_verifier(args) -> int:
     import tasks
     from vot.verifier_train import VerifierTrainConfig, train_verifier
 
-    task = tasks.get(args.task if "-" in args.task else f"{args.task}-mcq-v0")
+    task = tasks.get(args.task)  # a short name means the current version, as everywhere
     config = VerifierTrainConfig(task=task.id, bundle=args.bundle, chains_per_problem=args.chains_per_problem,
                                  problems_per_size=args.problems_per_size, steps=args.steps or 600,
                                  out=args.out or f"checkpoints/verifier-{task.id}", seed=args.seed, sizes=args.sizes,

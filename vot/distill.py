@@ -72,6 +72,8 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     out = Path(config.out)
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} is not empty; choose another --out")
+    if min(config.n, config.problems_per_size, config.steps, config.eval_count, config.batch) < 1 or not 0 < config.chain_share <= 1:
+        raise ValueError("--n, --problems, --steps and --eval-count must be positive, and the chain share in (0, 1]")
     teacher = resolve_policy(config.start, task.id)
     if teacher.policy_dir is None:
         raise ValueError(f"--from {config.start}: distillation trains a small policy; give a bundle or policy directory")

@@ -4,7 +4,8 @@ Each chain's context is the chat conversation itself: a user turn with the probl
 then one assistant turn per thought and one user turn per observed sketch (the image plus
 ``HFPolicy.SKETCH_TEXT``).
 
-Two decode paths give the same thoughts:
+Two decode paths give the same thoughts (up to floating-point differences between a padded batch and
+a cache, which can flip a near-tied token, more likely in bf16):
 
 - *incremental* (LLaVA-style models, whose positions are one-dimensional; the default for them):
   each chain keeps its KV cache (a transformers ``DynamicCache``) and the token ids it holds. A
@@ -57,7 +58,8 @@ class HFContext:
     step: int = 0  # thoughts produced so far
     token_ids: list[list[int]] = field(default_factory=list)  # generated ids of each thought (incl. its stop token)
     cache: Any = None  # incremental decoding: the chain's DynamicCache ...
-    cached_ids: list[int] = field(default_factory=list)  # ... and the token ids whose keys and values it holds
+    cached_ids: list[int] = field(default_factory=list)  # ... the token ids whose keys and values it holds ...
+    cached_images: list[str] = field(default_factory=list)  # ... and digests of the images among them, in order
 
     @property
     def num_images(self) -> int:
@@ -169,13 +171,13 @@ class HFPolicy:
         return contexts
 
     def fork(self, context: HFContext, branch: int) -> HFContext:
-        """A copy of the conversation whose future samples differ by ``branch`` (images are shared)."""
-        import copy
-
+        """A copy of the conversation whose future samples differ by ``branch`` (images are shared, the KV cache is not)."""
+        # The copy starts without a KV cache: its first think prefills the conversation once. Sharing the
+        # parent's would need a copy per fork, and the reasoner forks a snapshot at every step of a
+        # refinable chain, most never continued.
         messages = [{**m, "content": [dict(c) for c in m["content"]]} for m in context.messages]
         return HFContext(context.problem, context.task, messages, context.lineage + (int(branch),), context.greedy,
-                         context.step, [list(t) for t in context.token_ids], copy.deepcopy(context.cache),
-                         list(context.cached_ids))
+                         context.step, [list(t) for t in context.token_ids])
 
     @torch.no_grad()
     def think(self, contexts: Sequence[HFContext]) -> list[Thought]:
@@ -242,9 +244,11 @@ class HFPolicy:
         common, limit = 0, min(len(ids) - 1, len(context.cached_ids))  # feed at least one token
         while common < limit and ids[common] == context.cached_ids[common]:
             common += 1
-        for start, end in spans:  # never split an image's tokens: its features are computed whole
-            if start < common < end:
+        images = [_digest(c["image"]) for m in context.messages for c in m["content"] if c.get("type") == "image"]
+        for k, (start, end) in enumerate(spans):  # an image the cache holds must be this one, and whole
+            if start < common and (k >= len(context.cached_images) or context.cached_images[k] != images[k] or common < end):
                 common = start
+                break
         if context.cache is None or common == 0:
             context.cache, common = DynamicCache(), 0
         else:
@@ -268,6 +272,7 @@ class HFPolicy:
                              use_cache=True, attention_mask=torch.ones(1, len(ids) + len(generated), dtype=torch.long,
                                                                        device=self.device))
         context.cached_ids = ids + generated[:-1]  # the last token's keys are not computed yet
+        context.cached_images = images
         return generated, logprobs
 
     def observe(self, contexts: Sequence[HFContext], images: Sequence[Image.Image] | None,
@@ -339,6 +344,12 @@ class _ChainSampler(LogitsProcessor):
             out[row] = float("-inf")
             out[row, token] = 0.0
         return out
+
+
+def _digest(image: Image.Image) -> str:
+    import hashlib
+
+    return hashlib.sha1(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()
 
 
 def _draw(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> int:

@@ -178,7 +178,9 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     here.mkdir(parents=True, exist_ok=True)
     reasoner = build_reasoner(task.id, policy=start_policy, sketcher=config.sketcher, seed=config.seed + number,
                               device=config.device)
-    chain_filter = ChainFilter(config.filter, config.vote_share)
+    from vot.components import resolve_device
+
+    chain_filter = ChainFilter(config.filter, config.vote_share, resolve_device(config.device))
     counts = {"problems": 0, "kept": 0, "kept_right": 0, "sampled": 0, "sampled_right": 0, "by_size": {}}
     for size in sizes:
         labelled = generate_split(task, "train", size, config.problems_per_size, config.seed + 1000 * number)
@@ -247,21 +249,35 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
         raise ValueError(f"{task.id} is a planning task: filter its plans by reward (the simulator's check), vote, none or gold")
     if "reward" in parse_filter(config.filter) and task.kind != "nav":
         raise ValueError(f"the reward filter scores plans in the simulator: {task.id} is not a planning task")
-    if config.rounds < 1 or config.n < 1 or config.problems_per_size < 1:
-        raise ValueError("--rounds, --n and --problems must be positive")
+    if min(config.rounds, config.n, config.problems_per_size, config.steps, config.batch, config.sizes_per_round,
+           config.eval_count, config.gold_problems_per_size) < 1:
+        raise ValueError("--rounds, --n, --problems, --steps, --sizes-per-round and --eval-count must be positive")
+    if not 0 < config.chain_share <= 1 or not 0 < config.vote_share <= 1:
+        raise ValueError(f"--chain-share and --vote-share must be in (0, 1], got {config.chain_share} and {config.vote_share}")
+    if "learned" in parse_filter(config.filter):
+        from vot.learned_verifier import shipped_dir
+
+        shipped_dir(task.id)  # refused now, not after a round of sampling, when there is none
     if len(config.sizes) < config.rounds * config.sizes_per_round:
         raise ValueError(f"{config.rounds} rounds of {config.sizes_per_round} size(s) need {config.rounds * config.sizes_per_round} "
                          f"sizes, --sizes gives {len(config.sizes)}")
     too_big = [s for s in config.sizes + eval_sizes(config, task) if not task.min_size <= s <= task.max_size]
     if too_big:
         raise ValueError(f"{task.id} takes sizes {task.min_size}-{task.max_size}, not {too_big}")
+    _policy_dir(config, 0)  # an unknown --from is refused before anything is written
     out = Path(config.out)
     if out.is_file():
         raise ValueError(f"--out {out} is a file")
     if out.exists() and any(out.iterdir()) and not config.resume:
         raise ValueError(f"{out} is not empty; pass --resume to continue it or choose another --out")
+    saved = out / "config.json"
+    if config.resume and saved.is_file():
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ("resume", "command")}
+        changed = sorted(k for k, v in asdict(config).items() if k != "resume" and before.get(k) != v)
+        if changed:
+            raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(asdict(config) | {"command": command}, indent=2))
+    saved.write_text(json.dumps(asdict(config) | {"command": command}, indent=2))
     records = []
     start = out / "round-0.json"
     if not start.exists():

@@ -276,7 +276,7 @@ def shipped_dir(task_id: str) -> Path:
     with_verifier = {name: read_spec(directory).task for name, directory in shipped().items()
                      if (directory / "verifier" / "config.json").is_file()}
     exact = [name for name, task in with_verifier.items() if task == tid]
-    kin = sorted((task, name) for name, task in with_verifier.items()
+    kin = sorted((tasks.registry.version(task), name) for name, task in with_verifier.items()
                  if tasks.registry.family(task) == tasks.registry.family(tid))
     if exact or kin:
         return shipped()[exact[0] if exact else kin[-1][1]] / "verifier"
@@ -326,11 +326,21 @@ def load_parts(directory: str | Path, device: str = "cpu", encoder: nn.Module | 
     """(model, tokenizer, vision cache) of a saved verifier; the encoder comes from its bundle
     unless given (the bundle the verifier directory sits in, else the one its config names), and
     must match the fingerprint the verifier was trained with."""
+    from vot.bundle import read_spec, resolve
+
     model, tokenizer = load_model(directory, device)
+    source = "the given encoder"
     if encoder is None:
         home = Path(directory).parent
-        encoder = bundle_encoder(home if (home / "bundle.json").is_file() else model.config.bundle, device)
+        if (home / "bundle.json").is_file():
+            bundle = home
+        else:  # the bundle its config names; a name that now means another version falls back to the task's own
+            bundle = resolve(model.config.bundle)
+            if read_spec(bundle).task != model.config.task:
+                bundle = resolve(model.config.task)
+        source = f"the encoder of bundle {str(bundle)!r}"
+        encoder = bundle_encoder(bundle, device)
     if model.config.encoder_sha256 and encoder_fingerprint(encoder) != model.config.encoder_sha256:
-        raise ValueError(f"{directory}: the encoder of bundle {model.config.bundle!r} is not the one this verifier was "
+        raise ValueError(f"{directory}: {source} is not the one this verifier was "
                          f"trained with (fingerprint {encoder_fingerprint(encoder)} != {model.config.encoder_sha256}); retrain it")
     return model, tokenizer, VisionCache(encoder)

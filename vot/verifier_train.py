@@ -187,8 +187,9 @@ def train_verifier(config: VerifierTrainConfig, log=None, progress: bool | None 
         if (step + 1) % 100 == 0:
             say(f"step {step + 1}: loss {float(loss.detach()):.4f}")
     model = run.accelerator.unwrap_model(model).eval().to("cpu")
-    losses = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in losses if "loss" in r]
+    records = [json.loads(line) for line in (out / "training_log.jsonl").read_text().splitlines()]
+    by_step = {r["step"]: r["loss"] for r in records if "loss" in r}  # a resumed run logs its redone steps again
+    losses = [by_step[k] for k in sorted(by_step)]
     training_seconds = time.time() - started - sampling_seconds
 
     # --- evaluation: round-trip through the saved (fp16) weights, then score val chains

@@ -148,8 +148,6 @@ def add_chain_buckets(data: dict[str, Bucket], config: PolicyTrainConfig, tokeni
     from vot.chain import read_problem_chains
     from vot.lm.sequences import chain_example
 
-    if not 0 < config.chain_share <= 1:
-        raise ValueError(f"chain_share must be in (0, 1], got {config.chain_share}")
     by_size: dict[int, list] = {}
     for path in config.chains:
         for problem, chain in read_problem_chains(path):
@@ -242,6 +240,12 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     """Train (or resume) and save the policy to ``config.out``; returns that path."""
     task = tasks.get(config.task)
     config.task = task.id
+    if config.chains:
+        if not 0 < config.chain_share <= 1:
+            raise ValueError(f"chain_share must be in (0, 1], got {config.chain_share}")
+        missing = [path for path in config.chains if not Path(path).is_file()]
+        if missing:
+            raise FileNotFoundError(f"no chain file {missing[0]}")
     preset = get_policy_preset(config.preset)
     steps = config.steps or preset.steps
     per_size = config.problems_per_size or preset.problems_per_size
