@@ -335,9 +335,12 @@ def plot_rounds(records: list[dict], path: Path, title: str) -> None:
 
     sizes = [int(s) for s in records[0]["test_accuracy"]]
     figure, axis = plt.subplots(figsize=(6, 3.6))
-    for r in records:
+    markers, styles = "osD^vP*X", ["-", "--", "-.", ":"]
+    for k, r in enumerate(records):  # offset a little, and marked differently, so coinciding rounds stay visible
         values = [100 * r["test_accuracy"][str(s)]["value"] for s in sizes]
-        axis.plot(sizes, values, marker="o", label=f"round {r['round']}" if r["round"] else "start")
+        shift = 0.06 * (k - (len(records) - 1) / 2)
+        axis.plot([s + shift for s in sizes], values, marker=markers[k % len(markers)], linestyle=styles[k % len(styles)],
+                  label=f"round {r['round']}" if r["round"] else "start")
     axis.set(xlabel="size", ylabel="greedy accuracy, %", ylim=(0, 102), title=title)
     axis.legend(fontsize=8)
     figure.tight_layout()
