@@ -65,7 +65,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     from vot.bundle import make_bundle
     from vot.chain import write_problem_chains
     from vot.components import build_reasoner, resolve_policy
-    from vot.lm.train import PolicyTrainConfig, train_policy
+    from vot.improve import train_on_chains
 
     task = tasks.get(config.task)
     config.task = task.id
@@ -101,13 +101,9 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
         log(f"size {size}: {config.strategy}@{config.n} selected {len(pairs)} chains of {len(labelled)} problems")
     if kept == 0:
         raise ValueError(f"{config.strategy}@{config.n} selected no chain to distil")
-    parent = json.loads(Path(teacher.policy_dir, "policy.json").read_text())
-    train = PolicyTrainConfig(task=task.id, mode="vot", steps=config.steps, out=str(out / "policy"), seed=config.seed,
-                              init_from=str(teacher.policy_dir), chains=[str(kept_path)], chain_share=config.chain_share,
-                              problems_per_size=config.gold_problems_per_size, eval_every=10**9, eval_count=1,
-                              device=config.device, canvas_share=0.2, shape=parent["shape"],
-                              sketcher="default" if config.sketcher == "default" else None)
-    train_policy(train, progress=False)
+    train_on_chains(task.id, str(teacher.policy_dir), [str(kept_path)], str(out / "policy"), steps=config.steps,
+                    seed=config.seed, chain_share=config.chain_share, gold_problems_per_size=config.gold_problems_per_size,
+                    device=config.device, sketcher=config.sketcher)
     bundle = make_bundle(out / "policy", out / "bundle", sketcher="default")
     from vot.lm.card import write_card as policy_card
 

@@ -125,6 +125,21 @@ class ChainFilter:
         return accepted[:1]
 
 
+def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out: str, *, steps: int, seed: int,
+                    chain_share: float, gold_problems_per_size: int, device: str, sketcher: str) -> Path:
+    """Continue training ``start_policy`` (same shape, warm start) on the (problem, chain) files, with a
+    ``1 - chain_share`` replay of gold traces of the task's training sizes: the recipe `improve` and
+    `vot.distill` share."""
+    from vot.lm.train import PolicyTrainConfig, train_policy
+
+    parent = json.loads(Path(start_policy, "policy.json").read_text())  # the same shape, so every tensor carries over
+    return train_policy(PolicyTrainConfig(
+        task=task_id, mode="vot", steps=steps, out=out, seed=seed, init_from=start_policy, chains=list(chain_files),
+        chain_share=chain_share, problems_per_size=gold_problems_per_size, eval_every=10**9, eval_count=1,
+        device=device, canvas_share=0.2, shape=parent["shape"], sketcher="default" if sketcher == "default" else None),
+        progress=False)
+
+
 def round_sizes(config: ImproveConfig, number: int) -> list[int]:
     k = config.sizes_per_round
     return config.sizes[number * k:(number + 1) * k]
@@ -165,8 +180,6 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     """Sample, filter, train and evaluate round ``number`` (1-based) into ``out/round-<number>``."""
     from vot.chain import write_problem_chains
     from vot.components import build_reasoner
-    from vot.lm.train import PolicyTrainConfig, train_policy
-
     task = tasks.get(config.task)
     here = Path(config.out, f"round-{number}")
     sizes = round_sizes(config, number - 1)
@@ -209,17 +222,13 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     if counts["kept"] == 0:
         raise ValueError(f"round {number}: the {config.filter} filter kept no chain of {counts['problems']} problems")
     previous = [str(Path(config.out, f"round-{k}", "kept.jsonl")) for k in range(1, number)]
-    parent = json.loads(Path(start_policy, "policy.json").read_text())  # train the same shape, so every tensor carries over
-    train = PolicyTrainConfig(task=task.id, mode="vot", steps=config.steps, out=str(here / "policy"), seed=config.seed + number,
-                              init_from=start_policy, chains=previous + [str(kept_path)], chain_share=config.chain_share,
-                              problems_per_size=config.gold_problems_per_size, eval_every=10**9, eval_count=1,
-                              device=config.device, canvas_share=0.2, shape=parent["shape"],
-                              sketcher="default" if config.sketcher == "default" else None)
     if (here / "policy").exists():
         import shutil
 
         shutil.rmtree(here / "policy")  # a round killed while training: train again from its start
-    train_policy(train, progress=False)
+    train_on_chains(task.id, start_policy, previous + [str(kept_path)], str(here / "policy"), steps=config.steps,
+                    seed=config.seed + number, chain_share=config.chain_share,
+                    gold_problems_per_size=config.gold_problems_per_size, device=config.device, sketcher=config.sketcher)
     trained_seconds = time.perf_counter() - began - sampled_seconds
     record = {
         "round": number, "sizes": sizes, "filter": config.filter, "policy": str(here / "policy"),
