@@ -59,7 +59,7 @@ def main() -> None:
         results[name] = run(HFPolicy(checkpoint, max_new_tokens=6, incremental=incremental), problems, args.steps)
     same = results["incremental"][1] == results["re-prefill"][1]
     print(f"{args.chains} chains, {args.steps} thoughts each, 1 thread; same thoughts: {same}")
-    print("| step | incremental s | re-prefill s | tokens read, incremental | tokens read, re-prefill |")
+    print("| step | incremental s | re-prefill s | tokens fed, incremental | tokens fed, re-prefill |")
     print("|---|---|---|---|---|")
     for k, ((ti, ni), (tr, nr)) in enumerate(zip(results["incremental"][0], results["re-prefill"][0]), start=1):
         if k in (1, 2, 4, 8, 16, 32) or k == args.steps:

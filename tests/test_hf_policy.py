@@ -246,8 +246,9 @@ def test_incremental_decoding_equals_the_batched_re_prefill_and_reads_only_new_t
     fed = []
     forward = incremental.model.forward
 
-    def spy(*args, **kwargs):
-        fed.append(kwargs["input_ids"].shape[1])
+    def spy(*args, **kwargs):  # per forward: the tokens each row reads (padding masked out)
+        width = kwargs["input_ids"].shape[1]
+        fed.append(kwargs["attention_mask"][:, -width:].sum(dim=1).tolist())
         return forward(*args, **kwargs)
 
     incremental.model.forward = spy
@@ -263,9 +264,9 @@ def test_incremental_decoding_equals_the_batched_re_prefill_and_reads_only_new_t
         assert np.allclose(a.logprobs, b.logprobs, atol=1e-4)
     prompts = [len(incremental.processor.apply_chat_template([r.context.messages[:1]], add_generation_prompt=True,
                                                              tokenize=True, return_dict=True)["input_ids"][0]) for r in running]
-    prefills = [n for n in fed if n > 1]  # think runs chain by chain: each chain's prefill, then its decode steps
-    assert prefills[:2] == prompts  # the first think of each chain reads its whole prompt ...
-    assert len(prefills) == 2 * 3 and all(n < min(prompts) / 2 for n in prefills[2:])  # ... later ones only the new turns
+    prefills = [rows for rows in fed if max(rows) > 1]  # a think: one prefill of all chains, then decode steps
+    assert prefills[0] == prompts  # the first think reads each chain's whole prompt ...
+    assert len(prefills) == 3 and all(n < min(prompts) / 2 for rows in prefills[1:] for n in rows)  # ... later ones only the new turns
 
 
 def test_forks_and_rewinds_with_caches_equal_the_re_prefill_path(checkpoint):
@@ -307,3 +308,39 @@ def test_a_changed_image_at_a_cached_position_is_read_again(policy):
     finally:
         hook.remove()
     assert fed[0] == len(ids) - second  # re-read from the changed sketch on, not from the end of the cache
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_chains_decoded_together_equal_chains_decoded_alone(checkpoint, greedy):
+    """The incremental path runs all chains of a think in one padded batch: every chain's thoughts and
+    log-probs are those it gets on its own (with caches of different lengths), and a think costs one
+    prefill and one forward per token, not per chain."""
+    problems = _problems(3)
+    chains = {}
+    for together in (True, False):
+        policy = HFPolicy(checkpoint, max_new_tokens=6, temperature=1.5, seed=5)
+        forwards = []
+        forward = policy.model.forward
+
+        def spy(*args, **kwargs):
+            forwards.append(kwargs["input_ids"].shape)
+            return forward(*args, **kwargs)
+
+        policy.model.forward = spy
+        contexts = policy.begin(problems, [0, 1, 2], greedy=greedy)
+        thoughts = [[] for _ in contexts]
+        for _ in range(3):
+            forwards.clear()
+            batches = [contexts] if together else [[c] for c in contexts]
+            for batch in batches:
+                for row, thought in zip([contexts.index(c) for c in batch], policy.think(batch)):
+                    thoughts[row].append(thought)
+            if together:
+                decode = [shape for shape in forwards if shape[1] == 1]
+                assert len(forwards) - len(decode) == 1  # one prefill of all three chains
+                assert len(decode) <= policy.max_new_tokens - 1 and all(shape[0] == 3 for shape in forwards)
+            policy.observe(contexts, [p.image for p in problems])
+        chains[together] = thoughts
+    for a, b in zip(chains[True], chains[False]):
+        assert [t.text for t in a] == [t.text for t in b]
+        assert np.allclose(sum((t.logprobs for t in a), []), sum((t.logprobs for t in b), []), atol=1e-4)

@@ -11,8 +11,9 @@ a cache, which can flip a near-tied token, more likely in bf16):
   each chain keeps its KV cache (a transformers ``DynamicCache``) and the token ids it holds. A
   ``think`` renders the conversation, keeps the cache up to the longest common prefix with the new
   ids (cut back to the start of an image whose tokens it would split), prefills only the rest with
-  only the new images' pixels, then decodes token by token. Earlier steps are never re-read, so a
-  chain's cost grows linearly with its length. Chains decode one by one.
+  only the new images' pixels. All chains of a think run together: their caches are padded into one
+  batch cache for the thought (one prefill forward, then one forward per token) and split back after.
+  Earlier steps are never re-read, so a chain's cost grows linearly with its length.
 - *re-prefill* (every other model, e.g. Qwen2-VL's multimodal rotary positions): all conversations
   re-rendered and one left-padded, batched ``model.generate``; the cost of a step grows with the
   conversation.
@@ -190,7 +191,8 @@ class HFPolicy:
             if context.messages[-1]["role"] == "assistant":
                 raise ValueError(f"{context.problem.id}: think called twice without observe in between")
         if self.incremental:
-            return [self._record(context, *self._decode_incrementally(context)) for context in contexts]
+            return [self._record(context, ids, logprobs)
+                    for context, (ids, logprobs) in zip(contexts, self._think_incrementally(contexts))]
         inputs = self.processor.apply_chat_template(
             [c.messages for c in contexts], add_generation_prompt=True, tokenize=True, return_dict=True,
             return_tensors="pt", processor_kwargs={"padding": True})
@@ -222,11 +224,70 @@ class HFPolicy:
         context.step += 1
         return Thought(text, logprobs[:keep], bool(is_answer))
 
-    def _decode_incrementally(self, context: HFContext) -> tuple[list[int], list[float]]:
-        """One thought of one chain from its cache: prefill what the cache lacks, then decode token
-        by token with the same sampling and stopping rules as the batched path."""
+    def _think_incrementally(self, contexts: Sequence[HFContext]) -> list[tuple[list[int], list[float]]]:
+        """One thought of every chain from its own cache, all chains in one batch.
+
+        Each chain keeps the longest prefix of its conversation that its cache holds (`_reusable`) and
+        feeds only the rest. The kept caches (lengths c_b) are left-padded into one batch cache; the
+        new tokens (n_b) follow, left-padded to the longest, so a row reads
+        ``[pad | cached | pad | new]`` with the padding masked out and its own positions (c_b + j).
+        Then every chain decodes one token per batched forward, with the same sampling and stopping
+        rules as the re-prefill path; a chain that has stopped keeps being fed (its outputs ignored)
+        until the last one stops. Each chain gets back its own rows of the batch cache, cut to the
+        tokens it used.
+        """
         from transformers import DynamicCache
 
+        plans = [self._reusable(c) for c in contexts]  # (ids, image digests, kept prefix length, new pixels)
+        kept = [plan[2] for plan in plans]
+        fed = [len(plan[0]) - plan[2] for plan in plans]
+        width, span = max(kept), max(fed)
+        cache = DynamicCache() if width == 0 else DynamicCache(ddp_cache_data=self._stack([c.cache for c in contexts], kept, width))
+        feed = torch.tensor([[self.tokenizer.pad_token_id] * (span - n) + ids[c:] for (ids, _, c, _), n in zip(plans, fed)],
+                            device=self.device)  # (B, span)
+        mask = torch.tensor([[0] * (width - c) + [1] * c + [0] * (span - n) + [1] * n for c, n in zip(kept, fed)],
+                            device=self.device)  # (B, width + span)
+        positions = torch.tensor([[1] * (span - n) + list(range(c, c + n)) for c, n in zip(kept, fed)],
+                                 device=self.device)  # (B, span); padding gets 1, as generate gives it
+        pixels = [plan[3] for plan in plans if plan[3] is not None]
+        pixels = torch.cat(pixels).to(self.device, self.dtype) if pixels else None  # new images, in row order
+        out = self.model(input_ids=feed, pixel_values=pixels, cache=cache, use_cache=True, attention_mask=mask,
+                         position_ids=positions)
+        generators = [None if c.greedy else self._generator(c) for c in contexts]
+        generated, logprobs = [[] for _ in contexts], [[] for _ in contexts]
+        done = [False] * len(contexts)
+        following = positions[:, -1:] + 1  # (B, 1): each row's next position
+        while True:
+            logits = out.logits[:, -1].float()  # (B, V) raw
+            for row, generator in enumerate(generators):
+                if not done[row]:
+                    token, logprob = self._pick(logits[row], generator)
+                    generated[row].append(token)
+                    logprobs[row].append(logprob)
+                    done[row] = self._stops(generated[row])
+            if all(done):
+                break
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            out = self.model(input_ids=torch.tensor([[g[-1]] for g in generated], device=self.device), cache=cache,
+                             use_cache=True, attention_mask=mask, position_ids=following)
+            following = following + 1
+        for row, (context, (ids, images, c, _)) in enumerate(zip(contexts, plans)):
+            # row b holds its cache at [width - c_b, width), its new tokens at [width + span - n_b,
+            # width + span) and the decoded ones it was fed after them (all but its last token's)
+            used = torch.cat([torch.arange(width - c, width), torch.arange(width + span - fed[row], width + span),
+                              torch.arange(width + span, width + span + len(generated[row]) - 1)]).to(self.device)
+            context.cache = DynamicCache(ddp_cache_data=[
+                (layer.keys[row:row + 1].index_select(2, used), layer.values[row:row + 1].index_select(2, used))
+                for layer in cache.layers])
+            context.cached_ids = ids + generated[row][:-1]  # the last token's keys are not computed yet
+            context.cached_images = images
+        return list(zip(generated, logprobs))
+
+    def _reusable(self, context: HFContext) -> tuple[list[int], list[str], int, torch.Tensor | None]:
+        """What a think of one chain must feed: (the conversation's token ids, its image digests, how
+        many leading ids the chain's cache holds and keeps, the pixels of the images after those).
+        The kept prefix never splits an image's tokens and never holds an image since replaced; the
+        cache is cropped to it (dropped when it is empty)."""
         inputs = self.processor.apply_chat_template([context.messages], add_generation_prompt=True, tokenize=True,
                                                     return_dict=True, return_tensors="pt")
         ids = inputs["input_ids"][0].tolist()
@@ -250,30 +311,38 @@ class HFPolicy:
                 common = start
                 break
         if context.cache is None or common == 0:
-            context.cache, common = DynamicCache(), 0
+            context.cache, common = None, 0
         else:
             context.cache.crop(common - context.cache.get_seq_length())  # (transformers 5: minus the tokens to drop)
         before = sum(1 for start, _ in spans if start < common)  # images whose tokens the cache already holds
         pixels = inputs.get("pixel_values")
-        pixels = pixels[before:].to(self.device, self.dtype) if pixels is not None and before < len(spans) else None
-        feed = torch.tensor([ids[common:]], device=self.device)
-        out = self.model(input_ids=feed, pixel_values=pixels, cache=context.cache, use_cache=True,
-                         attention_mask=torch.ones(1, len(ids), dtype=torch.long, device=self.device))
-        generator = None if context.greedy else self._generator(context)
-        generated, logprobs, stops = [], [], set(self.stop_ids)
-        while True:
-            logits = out.logits[0, -1].float()  # (V,) raw
-            token = int(logits.argmax()) if generator is None else _draw(logits, self.temperature, self.top_p, generator)
-            generated.append(token)
-            logprobs.append(float(torch.log_softmax(logits, dim=-1)[token]))
-            if token in stops or self._ends_line(generated) or len(generated) == self.max_new_tokens:
-                break
-            out = self.model(input_ids=torch.tensor([[token]], device=self.device), cache=context.cache,
-                             use_cache=True, attention_mask=torch.ones(1, len(ids) + len(generated), dtype=torch.long,
-                                                                       device=self.device))
-        context.cached_ids = ids + generated[:-1]  # the last token's keys are not computed yet
-        context.cached_images = images
-        return generated, logprobs
+        return ids, images, common, pixels[before:] if pixels is not None and before < len(spans) else None
+
+    @staticmethod
+    def _stack(caches: Sequence[Any], lengths: Sequence[int], width: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer (keys, values), each (B, heads, width, head_dim): every chain's cache (None when
+        it keeps nothing) left-padded with zeros to ``width``."""
+        template = next(c for c in caches if c is not None).layers
+        stacked = []
+        for layer, reference in enumerate(template):
+            pair = []
+            for kind in ("keys", "values"):
+                like = getattr(reference, kind)  # (1, heads, length, head_dim)
+                rows = [like.new_zeros(1, like.shape[1], width, like.shape[3]) if cache is None else
+                        torch.nn.functional.pad(getattr(cache.layers[layer], kind), (0, 0, width - n, 0))
+                        for cache, n in zip(caches, lengths)]
+                pair.append(torch.cat(rows))
+            stacked.append(tuple(pair))
+        return stacked
+
+    def _pick(self, logits: torch.Tensor, generator: torch.Generator | None) -> tuple[int, float]:
+        """(token, its raw log-prob) from one row of raw logits (V,): argmax, or drawn with ``generator``."""
+        token = int(logits.argmax()) if generator is None else _draw(logits, self.temperature, self.top_p, generator)
+        return token, float(torch.log_softmax(logits, dim=-1)[token])
+
+    def _stops(self, ids: Sequence[int]) -> bool:
+        """Whether a thought generated so far is finished (stop token, end of a line, or the token limit)."""
+        return ids[-1] in self.stop_ids or self._ends_line(ids) or len(ids) == self.max_new_tokens
 
     def observe(self, contexts: Sequence[HFContext], images: Sequence[Image.Image] | None,
                 pixels: torch.Tensor | None = None) -> None:
