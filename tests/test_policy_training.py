@@ -236,3 +236,10 @@ def test_a_warm_started_run_records_and_cards_its_lineage(tmp_path, trained):
     assert config["parent"]["out"] == str(trained) and config["parent"]["steps"] == 6
     card = write_card(make_bundle(out, tmp_path / "bundle")).read_text()
     assert f"its `--init-from` {trained} was trained with `vot train policy --task maze-mcq-v0" in card
+
+
+def test_a_size_with_no_sketcher_rollouts_chosen_gives_none():
+    """A small --problems-per-size can leave a size with no problem drawn for sketcher rollouts."""
+    from vot.lm.train import sketcher_rollouts
+
+    assert sketcher_rollouts([], sketcher=None, seed=0) == []

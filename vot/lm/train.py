@@ -87,6 +87,8 @@ def _bucket(examples: list[Example], tokenizer: WordTokenizer, canvas: int = 0) 
 def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
     """The sketcher's own rollout of each problem's gold thoughts: each sketch conditioned on the
     previous generated one (as at inference). Problems are batched step by step."""
+    if not problems:
+        return []
     task = tasks.get(problems[0].task)
     traces = [[s for s in task.trace(p, "visual") if s.action is not None] for p in problems]
     current = [p.image for p in problems]
