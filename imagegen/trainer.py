@@ -17,6 +17,7 @@ on `imagegen`, not the other way round; it knows nothing about diffusion or poli
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sys
 import time
@@ -147,7 +148,17 @@ class TrainingRun:
         self.accelerator.project_configuration.iteration = step  # names it checkpoint_<step>
         target = self.checkpoints / f"checkpoint_{step}"
         shutil.rmtree(target, ignore_errors=True)  # an incomplete one from a killed run
-        self.accelerator.save_state()
+        # accelerate warns at every save about what is expected here: pruning to `keep` checkpoints,
+        # and the tied lm_head it drops (restored on load). Only its errors reach the log.
+        loggers = [logging.getLogger(name) for name in ("accelerate.accelerator", "accelerate.utils.other")]
+        levels = [logger.level for logger in loggers]
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            self.accelerator.save_state()
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
         (target / MARKER).write_text(json.dumps({"step": step}))
         return target
 
