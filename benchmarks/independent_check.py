@@ -421,16 +421,6 @@ def _bin_names() -> list[str]:
     return [length_bin(low) for low, _ in LENGTH_BINS]
 
 
-def greedy_correct(reasoner, problems, batch: int = 64) -> list[bool]:
-    out = []
-    for start in range(0, len(problems), batch):
-        chunk = problems[start:start + batch]
-        for problem, chains in zip(chunk, reasoner.run(chunk, 1, greedy=True)):
-            answer = chains[0].answer
-            out.append(answer is not None and tasks.get(problem.task).check(problem, answer).correct)
-    return out
-
-
 def _cell(v: dict) -> str:
     return f"{100 * v['value']:.1f} [{100 * v['low']:.1f}, {100 * v['high']:.1f}] (n={v['n']})"
 
@@ -438,6 +428,7 @@ def _cell(v: dict) -> str:
 def main() -> None:
     import vot
     from vot.bundle import resolve
+    from vot.reasoner import greedy_correct
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", required=True, choices=sorted(SOURCES))

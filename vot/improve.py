@@ -161,19 +161,12 @@ def evaluate(config: ImproveConfig, policy: str, task) -> dict:
     """Greedy test-split accuracy of ``policy`` by size (``config.sketcher``)."""
     from vot.components import build_reasoner
 
+    from vot.reasoner import greedy_correct
+
     reasoner = build_reasoner(task.id, policy=policy, sketcher=config.sketcher, seed=config.seed, device=config.device)
-    batch = config.batch
-    by_size = {}
-    for size in eval_sizes(config, task):
-        problems = generate_split(task, "test", size, config.eval_count, 0)
-        correct = []
-        for start in range(0, len(problems), batch):
-            chunk = problems[start:start + batch]
-            for problem, chains in zip(chunk, reasoner.run(chunk, 1, greedy=True)):
-                answer = chains[0].answer
-                correct.append(answer is not None and task.check(problem, answer).correct)
-        by_size[str(size)] = rate(correct).to_json()
-    return by_size
+    return {str(size): rate(greedy_correct(reasoner, generate_split(task, "test", size, config.eval_count, 0),
+                                           config.batch)).to_json()
+            for size in eval_sizes(config, task)}
 
 
 def run_round(config: ImproveConfig, number: int, log=print) -> dict:

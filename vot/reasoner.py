@@ -287,3 +287,17 @@ class Reasoner:
         running = self.start(flat, [i for _ in problems for i in range(n)], greedy=greedy)
         self.complete(running, search)
         return [[r.chain for r in running[i * n:(i + 1) * n]] for i in range(len(problems))]
+
+
+def greedy_correct(reasoner: Reasoner, problems: Sequence[Problem], batch: int = 64) -> list[bool]:
+    """Whether each problem's greedy chain answers it right (its task's check), ``batch`` problems
+    at a time: the greedy evaluation of `vot improve` and of `benchmarks/independent_check.py`."""
+    import tasks
+
+    correct = []
+    for start in range(0, len(problems), batch):
+        chunk = problems[start:start + batch]
+        for problem, chains in zip(chunk, reasoner.run(chunk, 1, greedy=True)):
+            answer = chains[0].answer
+            correct.append(answer is not None and tasks.get(problem.task).check(problem, answer).correct)
+    return correct
