@@ -315,3 +315,26 @@ def test_vot_show_errors_clearly(small_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("vot show: error: --strategy 'nope@3' is not in this run; its groups are pool@4, ")
     assert len(err.splitlines()) == 1
+
+
+def test_planning_runs_report_progress_and_invalid_moves(tmp_path):
+    """Navigation groups carry VPRL's metrics, recomputed here from the logged answers."""
+    import tasks
+    from vot.data import read_problems
+
+    out = tmp_path / "nav"
+    summary = _bench(out, argv=["bench", "frozenlake-nav-v0", "--size", "3,4", "--count", "4", "--strategy", "greedy",
+                                "--error-rate", "0.6", "--policy", "simulated", "--sketcher", "oracle", "--seed", "2"])
+    planning = summary["metrics"]["greedy@1"]["planning"]
+    task = tasks.get("frozenlake-nav-v0")
+    problems = {p.id: p for p in read_problems(out / "problems.jsonl")}
+    scores = [task.check(problems[r["problem_id"]], r["result"]["answer"] or "") for r in _lines(out) if r["selected"]]
+    assert len(scores) == 8
+    assert planning["progress_rate"] == pytest.approx(sum(s.progress for s in scores) / 8)
+    assert planning["invalid"]["value"] == pytest.approx(sum(not s.valid for s in scores) / 8)
+    assert planning["reached"]["value"] == pytest.approx(sum(bool(s.reached) for s in scores) / 8)
+    failures = [s for s in scores if not s.correct]
+    assert failures and planning["invalid_among_failures"]["n"] == len(failures)
+    assert "maze-mcq" not in summary["config"]["task"] and "planning" not in _bench(
+        tmp_path / "mcq", argv=SMALL[:2] + ["--size", "3", "--count", "2", "--strategy", "greedy", "--policy", "simulated",
+                                             "--sketcher", "oracle"])["metrics"]["greedy@1"]

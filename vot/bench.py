@@ -5,7 +5,9 @@ The run directory holds ``config.json``, ``problems.jsonl`` (the problems, `vot.
 loses nothing finished), ``sketches/``, ``summary.json``, ``scaling.png`` + ``scaling.json`` and
 ``report.html``; `vot.run.read_run` reads it back. ``summary.json`` metrics hold each group's
 accuracy overall, ``by_size`` and ``by_distribution`` (in / out of the task's training sizes);
-``by_length`` splits MCQ accuracy by the stated action count (1-4, 5-8, 9-16, 17+); ``curves_by_size``
+``by_length`` splits MCQ accuracy by the stated action count (1-4, 5-8, 9-16, 17+); planning tasks add
+``planning`` (progress rate, invalid-move share overall and among failures, goal reached: VPRL's
+metrics, `_planning`); ``curves_by_size``
 and ``curves_by_distribution`` repeat the pool curves per part.
 
 Strategies come in two kinds. *Sampling* strategies (best_of_n, weighted_best_of_n,
@@ -32,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import tasks
-from tasks.metrics import LENGTH_BINS, length_bin, rate
+from tasks.metrics import LENGTH_BINS, length_bin, rate, summarize_scores
 from tasks.splits import generate_split
 from vot.chain import ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names, check_task, resolve_device, resolve_policy
@@ -332,6 +334,19 @@ def _record(problem, chain, strategy, n, verifier, selected, result, task, chain
                        chain_scores or {}).to_json()
 
 
+def _planning(task, answered) -> dict:
+    """VPRL's planning metrics of a group's selected answers, ``answered`` (problem, answer text or
+    None): mean progress rate (the share of the shortest plan made good from the start), the share
+    of plans with an invalid move, that share among the failures, and the share reaching the goal
+    (`tasks.summarize_scores`). An answer with no plan counts as invalid with progress 0."""
+    scores = [task.check(problem, answer or "") for problem, answer in answered]
+    summary = summarize_scores(scores)
+    failures = summary["invalid_among_failures"]
+    return {"progress_rate": summary["progress_rate"], "invalid": rate(not s.valid for s in scores).to_json(),
+            "invalid_among_failures": failures.to_json() if failures.total else None,
+            "reached": rate(bool(s.reached) for s in scores).to_json()}
+
+
 def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float = 0.0,
                   attention_backend: str = "unknown") -> dict:
     """Metrics from ``results.jsonl`` (in problem order, so a resumed run summarizes identically)."""
@@ -339,6 +354,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
 
     task = tasks.get(config.task)
     order = {p.id: i for i, p in enumerate(problems)}
+    by_id = {p.id: p for p in problems}
     stated = {p.id: length_bin(len(p.actions)) for p in problems if p.actions}  # MCQ: the stated sequence's bin
     records = sorted(read_run(out).records, key=lambda r: (order.get(r.problem_id, len(order)), r.strategy, r.n, r.chain.sample))
     metrics: dict = {}
@@ -360,6 +376,8 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
                                 for part in DISTRIBUTIONS if any(_part(task, size) == part for size, _ in values)},
             **({"by_length": {b: rate(bins[b]).to_json() for b in (length_bin(low) for low, _ in LENGTH_BINS) if b in bins}}
                if bins else {}),
+            **({"planning": _planning(task, [(by_id[pid], v.answer) for pid, (_, v) in results.items()])}
+               if task.kind == "nav" else {}),
             "mean_compute": {k: float(np.mean([v.compute.counts()[k] for _, v in values])) for k in values[0][1].compute.counts()},
             "mean_chains": float(np.mean([v.chains_used for _, v in values])),
         }
@@ -505,6 +523,13 @@ def format_table(summary: dict) -> str:
         lines.append(f"compute: policy tokens + denoising steps weighted by their measured cost "
                      f"({1e3 * model['seconds_per_token']:.2f} ms/token, {1e3 * model['seconds_per_denoising_step']:.2f} ms/denoising step), "
                      f"relative to {unit}")
+    for group, m in summary["metrics"].items():
+        planning = m.get("planning")
+        if planning:
+            among = planning["invalid_among_failures"]
+            lines.append(f"planning {group}: progress rate {100 * planning['progress_rate']:.1f}%, reached the goal "
+                         f"{100 * planning['reached']['value']:.1f}%, invalid move in {100 * planning['invalid']['value']:.1f}% "
+                         f"of plans" + (f" and {100 * among['value']:.1f}% of failures" if among else ""))
     passk = summary["curves"].get("pass@k/oracle")
     if passk:
         lines.append("oracle pass@k (not a selection): " + ", ".join(f"k={k}: {100 * v['value']:.1f}%" for k, v in passk.items()))
