@@ -243,3 +243,18 @@ def test_a_size_with_no_sketcher_rollouts_chosen_gives_none():
     from vot.lm.train import sketcher_rollouts
 
     assert sketcher_rollouts([], sketcher=None, seed=0) == []
+
+
+def test_card_names_the_improve_run_of_a_policy_trained_on_kept_chains(tmp_path):
+    """A round of `vot improve` trains through the same trainer with ``chains``: the card gives the
+    improve command (not a `vot train policy` line that would not reproduce it) and the chains read."""
+    from vot.lm.card import _how
+
+    run = tmp_path / "runs" / "improve"
+    (run / "round-2").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"command": "vot improve --task maze --from maze --rounds 2"}))
+    chains = [str(run / "round-1" / "kept.jsonl"), str(run / "round-2" / "kept.jsonl")]
+    how = _how({"task": "maze-mcq-v1", "mode": "vot", "steps": 300, "chains": chains, "chain_share": 0.25})
+    assert how.startswith("round-2 of `vot improve --task maze --from maze --rounds 2`")
+    assert "25% of the batches" in how and all(c in how for c in chains) and "vot train policy" not in how
+    assert _how({"task": "maze-mcq-v1", "mode": "vot", "preset": "tiny", "steps": 5, "out": "o"}).startswith("`vot train policy")

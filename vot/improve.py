@@ -313,11 +313,11 @@ def write_outputs(out: Path, config: ImproveConfig, records: list[dict], command
         precision = f"{100 * r['precision']['value']:.1f} [{100 * r['precision']['low']:.1f}, {100 * r['precision']['high']:.1f}]" if "precision" in r else ""
         cells = " | ".join(f"{100 * r['test_accuracy'][s]['value']:.0f}" for s in sizes)
         rows.append(f"| {r['round']} | {r.get('sizes', '')} | {kept} | {precision} | {cells} |")
+    vote = f" (vote share >= {config.vote_share})" if "vote" in parse_filter(config.filter) else ""
     (out / "README.md").write_text(f"""# self-improvement of {config.task} from {config.start}
 
 Made by `{command or 'vot improve'}`. Each round samples {config.n} chains on {config.problems_per_size} unlabelled
-train-split problems per size, keeps at most one chain per problem by the `{config.filter}` filter
-(vote share >= {config.vote_share}), and continues training the policy for {config.steps} steps ({config.chain_share:.0%}
+train-split problems per size, keeps at most one chain per problem by the `{config.filter}` filter{vote}, and continues training the policy for {config.steps} steps ({config.chain_share:.0%}
 kept chains, the rest gold traces of the training sizes). Precision: the share of kept chains whose answer is right,
 measured after the fact. Test accuracy: greedy, {config.eval_count} test problems per size, sketcher `{config.sketcher}`.
 

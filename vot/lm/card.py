@@ -27,8 +27,8 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
         f"train-split problems) with the `{spec['sketcher']}` sketcher. {size_mb:.1f} MB on disk (policy weights fp16).", "",
         "```python", "import vot", f"reasoner = vot.load({bundle.name!r})", "```", "",
         "## Training", "",
-        f"- command: `{_command(config)}` then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
-        *[f"  - its `--init-from` {ancestor.get('out')} was trained with `{_command(ancestor)}`"
+        f"- command: {_how(config)} then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
+        *[f"  - its `--init-from` {ancestor.get('out')} was trained with {_how(ancestor)}"
           for ancestor in _ancestors(config)],
         f"- shape: {config.get('shape')}; batch {config.get('batch_size')}; {config.get('steps')} steps; "
         f"{config.get('problems_per_size')} train problems per size; sketcher share {config.get('sketcher_share')}",
@@ -53,6 +53,21 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
     lines += ["", "Training log: `policy/training_log.jsonl`. Numbers come from the files beside this card.", ""]
     (bundle / "README.md").write_text("\n".join(lines))
     return bundle / "README.md"
+
+
+def _how(config: dict) -> str:
+    """How a run was made, in markdown: its ``vot train policy`` command, or for a policy trained on
+    kept chains (``chains``: a round of ``vot improve`` or ``vot distill``) the command of that run
+    when its ``config.json`` is found beside the chains, and which chains it read."""
+    chains = config.get("chains")
+    if not chains:
+        return f"`{_command(config)}`"
+    run = Path(chains[-1]).parent.parent  # <run>/round-<k>/kept.jsonl
+    made = json.loads((run / "config.json").read_text()).get("command") if (run / "config.json").is_file() else None
+    step = f"`{made}`" if made else f"a `vot improve` / `vot distill` run in {run}"
+    return (f"{Path(chains[-1]).parent.name} of {step}: training continued "
+            f"({config.get('steps')} steps, {config.get('chain_share', 0):.0%} of the batches from the kept chains "
+            f"{', '.join(f'`{c}`' for c in chains)}, the rest gold traces of the training sizes)")
 
 
 def _command(config: dict) -> str:
