@@ -30,7 +30,8 @@ def test_a_shipped_bundle_runs_chains_with_its_own_sketches(name):
 
 # Greedy accuracy of each shipped bundle, with its own sketcher, on the first 12 test problems of one
 # in-distribution size: the shipped weights are what the model cards report, not just loadable.
-SOLVES = {"frozenlake-mcq": (4, 12), "maze-mcq": (4, 12), "minibehavior-mcq": (8, 12), "frozenlake-nav": (4, 10)}
+# (frozenlake-nav: 88% at size 5 on 100 test problems, its card; these 12 it solves all.)
+SOLVES = {"frozenlake-mcq": (4, 12), "maze-mcq": (4, 12), "minibehavior-mcq": (8, 12), "frozenlake-nav": (5, 10)}
 
 
 @pytest.mark.parametrize("name", sorted(SOLVES))
