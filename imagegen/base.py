@@ -58,10 +58,7 @@ class OracleSketcher:
         check_sketch_inputs(prev_images, thoughts)
         out = []
         for image, thought in zip(prev_images, thoughts):
-            state = self.task.read(image)
-            for action in parse_actions(thought, self.task.actions) or []:
-                state = self.task.step(state, action)
-            out.append(self.task.render(state))
+            out.append(self.task.render(self.task.imagine(self.task.read(image), thought)))
         return out
 
 

@@ -54,10 +54,10 @@ def _train_command(config: dict, out: str) -> str:
 
 
 def _describe(name: str) -> str:
-    from imagegen.data import ENVIRONMENTS
+    from imagegen.data import ENVIRONMENTS, navigation_task
 
     if name in ENVIRONMENTS:
-        return f"{ENVIRONMENTS[name][1]}: the navigation problems' gold plans"
+        return f"{navigation_task(name)}: the navigation problems' gold plans"
     return f"{name}: the action sequences the MCQ problems state (what a reasoning chain sketches)"
 
 

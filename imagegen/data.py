@@ -19,7 +19,8 @@ ENVIRONMENTS = {
     "maze": ("maze-mcq-v0", "maze-nav-v0"),
     "frozenlake": ("frozenlake-mcq-v0", "frozenlake-nav-v0"),
     "minibehavior": ("minibehavior-mcq-v0", "minibehavior-nav-v0"),
-}  # the tasks whose transitions train each sketcher (kept as trained, so its command reproduces)
+    "maze-fill": ("maze-nav-v1",),  # moves plus dead-end filling (tasks.maze_fill)
+}  # the tasks whose transitions train each sketcher (kept as trained, so its command reproduces); the last is the navigation task
 ALSO_SKETCHED = {"maze-mcq-v1": "maze", "frozenlake-mcq-v1": "frozenlake", "minibehavior-mcq-v1": "minibehavior"}
 
 
@@ -81,7 +82,15 @@ def build_transitions(environment: str, sizes, problems_per_size: int, seed: int
     return out
 
 
+def navigation_task(environment: str) -> str:
+    """The id of the environment's navigation task (whose gold plans its rollouts are scored on)."""
+    return ENVIRONMENTS[environment][-1]
+
+
 def thought_corpus(environment: str) -> list[str]:
-    """Every thought the sketcher may see: one sentence per action of the environment."""
-    actions = {a for task_id in ENVIRONMENTS[environment] for a in tasks.get(task_id).actions}
-    return [action_sentence(a) for a in sorted(actions)]
+    """Every thought the sketcher may see: one sentence per action of the environment, plus the
+    other thoughts its tasks' visual chains write (``Task.sketch_thoughts``)."""
+    members = [tasks.get(task_id) for task_id in ENVIRONMENTS[environment]]
+    actions = {a for task in members for a in task.actions}
+    extra = sorted({t for task in members for t in getattr(task, "sketch_thoughts", ())})
+    return [action_sentence(a) for a in sorted(actions)] + extra

@@ -17,7 +17,7 @@ from tasks.metrics import rate, sketch_fidelity
 from tasks.parsing import action_sentence
 from tasks.splits import generate_split
 
-from imagegen.data import ENVIRONMENTS
+from imagegen.data import ENVIRONMENTS, navigation_task
 
 
 @dataclass
@@ -39,17 +39,24 @@ def rollout_fidelity(sketcher, task_or_environment: str, size: int, count: int, 
     that task's problems: an MCQ task's stated action sequences (backtracking, overlays on the marked
     candidate cells), which is what the sketcher draws inside an MCQ reasoning chain."""
     name = task_or_environment
-    task = tasks.get(ENVIRONMENTS[name][1] if name in ENVIRONMENTS else name)
+    task = tasks.get(navigation_task(name) if name in ENVIRONMENTS else name)
     problems = generate_split(task, "test", size, count, seed)
-    plans = [list(p.actions) if p.actions else task.parse_answer(p.answer) for p in problems]
-    truths = [task.rollout(task.initial_state(p), plan) for p, plan in zip(problems, plans)]
+    plans, truths = [], []  # the thoughts of each rollout and the true state after each
+    for p in problems:
+        if p.actions:
+            plans.append([action_sentence(a) for a in p.actions])
+            truths.append(task.rollout(task.initial_state(p), p.actions))
+        else:  # a navigation problem: its gold visual chain (moves, and any other thought it sketches)
+            chain = [s for s in task.trace(p, "visual") if s.action is not None]
+            plans.append([s.thought for s in chain])
+            truths.append([s.state for s in chain])
     images = [p.image for p in problems]
     sketches: list[list] = [[] for _ in problems]
     generator = torch.Generator().manual_seed(seed)
     began, made = time.perf_counter(), 0
     for position in range(max(len(plan) for plan in plans)):
         active = [i for i, plan in enumerate(plans) if position < len(plan)]
-        drawn = sketcher.sketch([images[i] for i in active], [action_sentence(plans[i][position]) for i in active],
+        drawn = sketcher.sketch([images[i] for i in active], [plans[i][position] for i in active],
                                 steps=steps, generator=generator)
         for i, image in zip(active, drawn):
             sketches[i].append(image)

@@ -124,6 +124,7 @@ class Task(ABC):
     in_distribution: ClassVar[tuple[int, ...]]
     out_of_distribution: ClassVar[tuple[int, ...]]
     cell_px: ClassVar[int] = 8
+    stream_id: ClassVar[str | None] = None  # draw another task's problem streams (a version that only thinks differently)
 
     # --- generation -------------------------------------------------------------------------
     @abstractmethod
@@ -161,6 +162,16 @@ class Task(ABC):
 
     def initial_state(self, problem: Problem):
         return self.state_from_json(problem.state)
+
+    def imagine(self, state, thought: str):
+        """The state a visual thought leads to, as a perfect sketcher draws it: the actions the
+        thought names, applied in order (none: unchanged). A variant whose thoughts do more than
+        act (dead-end filling, `tasks.maze_fill`) overrides this."""
+        from tasks.parsing import parse_actions
+
+        for action in parse_actions(thought, self.actions) or []:
+            state = self.step(state, action)
+        return state
 
     def describe(self, state) -> str:
         """The state in words for text chain-of-thought ("Now at row 2, column 3.")."""

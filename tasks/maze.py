@@ -255,6 +255,7 @@ class MazeWorld(Task):
     min_size, max_size = 2, 16
     in_distribution, out_of_distribution = (3, 4, 5, 6), (7, 8)
     cell_px = CELL_PX
+    kinds, palette = KINDS, PALETTE  # (mark, trail) cell kinds and their fill colours (a variant may add marks)
 
     def render(self, state: MazeState) -> Image.Image:
         n, px = state.layout.size, CELL_PX
@@ -262,8 +263,8 @@ class MazeWorld(Task):
         for r in range(n):
             for c in range(n):
                 trail = "agent" if (r, c) == state.agent else "visited" if (r, c) in state.visited else "none"
-                kinds[r, c] = KINDS.index((state.mark_at((r, c)), trail))
-        image = grid.paint_cells(kinds, PALETTE, px)  # (8n, 8n, 3)
+                kinds[r, c] = self.kinds.index((state.mark_at((r, c)), trail))
+        image = grid.paint_cells(kinds, self.palette, px)  # (8n, 8n, 3)
         for r in range(n):
             for c in range(n):
                 if c < n - 1:  # vertical border between (r, c) and (r, c+1)
@@ -283,7 +284,7 @@ class MazeWorld(Task):
         n = grid.grid_size_from_image(image, CELL_PX)
         array = grid.to_array(image)  # (8n, 8n, 3)
         means = grid.cell_means(array, n, n, CELL_PX, margin=2)  # (n, n, 3)
-        kinds = grid.nearest_kind(means, PALETTE)  # (n, n)
+        kinds = grid.nearest_kind(means, self.palette)  # (n, n)
         fills = means.mean(-1)  # (n, n) brightness
         px = CELL_PX
         if n > 1:
@@ -299,7 +300,7 @@ class MazeWorld(Task):
         agents, visited, marks = [], set(), []
         for r in range(n):
             for c in range(n):
-                mark, trail = KINDS[kinds[r, c]]
+                mark, trail = self.kinds[kinds[r, c]]
                 if trail != "none":
                     visited.add((r, c))
                 if trail == "agent":

@@ -35,7 +35,7 @@ def split_of(task: Task, problem: Problem) -> str:
 
 def problem_stream_rng(task: Task, size: int, seed: int) -> np.random.Generator:
     """The generator behind the (task, size, seed) stream; independent of the split."""
-    return np.random.default_rng([_stable_hash(task.id), int(size), int(seed)])
+    return np.random.default_rng([_stable_hash(task.stream_id or task.id), int(size), int(seed)])
 
 
 def generate_split(task: Task | str, split: str, size: int, count: int, seed: int = 0,

@@ -175,3 +175,26 @@ def test_text_only_modes_run_without_images():
     policy = SmallPolicy(model, max_thought_tokens=4)
     chains = Reasoner(policy, BlankSketcher(), max_steps=3).run(_problems("maze-mcq-v0", 2), n=1)
     assert all(len(c[0].steps) >= 1 and c[0].steps[0].sketch is None for c in chains)
+
+
+def test_edge_perception_names_the_walls_and_trains_its_own_head():
+    task = tasks.get("maze-nav-v0")
+    problem = task.generate(np.random.default_rng(5), 5)
+    state = task.initial_state(problem)
+    tokenizer = WordTokenizer.train(corpus([problem]))
+    model = PolicyModel(PolicySpec(task.id, "vot", PolicyShape(perception_edges=True, **TINY)), tokenizer)
+    from vision_encoder.patch import images_to_pixels
+
+    pixels = images_to_pixels([task.render(state)])  # (1, 3, 40, 40): padded to 48, 3x3 tokens of 2x2 cells
+    edges = model.cell_edge_colours(pixels).reshape(3, 3, 2, 2, 4).permute(0, 2, 1, 3, 4).reshape(6, 6, 4)
+    for r in range(5):
+        for c in range(5):
+            for k, side in enumerate(("up", "down", "left", "right")):
+                assert (int(edges[r, c, k]) == 0) == (not state.layout.is_open((r, c), side)), (r, c, side)
+    example = build_example(problem, "vot", tokenizer, model.spec.shape.patch)
+    ids = torch.tensor([example.ids])
+    images = torch.from_numpy(np.stack(example.images)).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, H, W)
+    loss = model(ids, torch.tensor([tokenizer.segments(example.ids)]), torch.ones_like(ids),
+                 torch.tensor([example.labels]), images)
+    loss.backward()
+    assert model.edge_perception.weight.grad is not None and model.edge_perception.weight.grad.abs().sum() > 0

@@ -37,6 +37,9 @@ def add_train_parser(commands) -> None:
                         "sees the larger grids of vision tokens that out-of-distribution sizes give")
     p.add_argument("--init-from", default=None,
                    help="start from a trained policy directory (tensors of the same shape, shared tokens)")
+    p.add_argument("--edge-perception", action="store_true",
+                   help="train the encoder to also name the colour of each cell's border lines (maze walls); "
+                        "a shape option, so a warm start from a policy without it adds a fresh head")
     p.add_argument("--index-shift-share", type=float, default=0.5,
                    help="share of training examples whose index tokens <k> are renumbered <k+o> (random o), so the "
                         "high indices of long chains are trained as often as the low ones")
@@ -163,7 +166,8 @@ def _train_policy(args) -> int:
                                answer_weight=args.answer_weight, eval_every=args.eval_every,
                                stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
                                init_from=args.init_from, index_shift_share=args.index_shift_share,
-                               eval_count=args.eval_count, problems_per_size=args.problems_per_size)
+                               eval_count=args.eval_count, problems_per_size=args.problems_per_size,
+                               shape={"perception_edges": True} if args.edge_perception else None)
     print(f"saved the policy to {train_policy(config)}")
     return 0
 

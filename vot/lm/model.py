@@ -38,6 +38,7 @@ class PolicyShape:
     patch: int = 16  # pixels; 2x2 task cells per vision token (images padded to a multiple)
     stem: int | None = 8  # a convolutional stem reading 8-px cells (None: the plain patch convolution)
     perception_weight: float = 1.0  # auxiliary loss: each vision feature names its cells' colours
+    perception_edges: bool = False  # ... and the colours of each cell's four border lines (maze walls)
 
     def decoder_config(self, vocab_size: int, tokenizer: WordTokenizer):
         common = dict(vocab_size=vocab_size, hidden_size=self.hidden, intermediate_size=self.hidden * 2,
@@ -72,6 +73,12 @@ class PolicySpec:
             self.shape = PolicyShape(**self.shape)
 
 
+def _lattice_ids(means: torch.Tensor) -> torch.Tensor:
+    """(N, 3, h, w) colours in [0, 1] -> (N, h, w) ids of the nearest {0, .5, 1}^3 lattice point, in [0, 27)."""
+    levels = (means * 2).round().clamp(0, 2).long()
+    return levels[:, 0] * 9 + levels[:, 1] * 3 + levels[:, 2]
+
+
 class PolicyModel(nn.Module):
     """Decoder + vision encoder. ``forward`` is teacher-forced: returns the mean text-token loss."""
 
@@ -95,6 +102,12 @@ class PolicyModel(nn.Module):
         # probe sequence learned to read the answer off one image in 150 steps.
         self.cell = shape.stem or shape.patch
         self.perception = nn.Linear(shape.vision_hidden, (shape.patch // self.cell) ** 2 * 27)
+        # Edge perception: the same for the 1-px border lines of each cell (top, bottom, left, right).
+        # A maze wall darkens 1/8 of a cell's pixels, which the cell's mean colour rounds away, so
+        # without this head nothing teaches the encoder to see walls (maze-nav stayed at a third's
+        # log-prob per move, BENCHMARKS.md "Planning from verifiable reward").
+        if shape.perception_edges:
+            self.edge_perception = nn.Linear(shape.vision_hidden, (shape.patch // self.cell) ** 2 * 4 * 27)
 
     @property
     def device(self) -> torch.device:
@@ -125,6 +138,10 @@ class PolicyModel(nn.Module):
             if self.spec.shape.perception_weight:
                 scores = self.perception(features).reshape(-1, 27)  # (N * T * cells, 27)
                 perception = nn.functional.cross_entropy(scores.float(), self.cell_colours(pixels).reshape(-1))
+                if self.spec.shape.perception_edges:
+                    edges = self.edge_perception(features).reshape(-1, 27)  # (N * T * cells * 4, 27)
+                    perception = perception + nn.functional.cross_entropy(
+                        edges.float(), self.cell_edge_colours(pixels).reshape(-1))
         embeds = self.embed(ids, vision, segments)
         logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
         losses = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
@@ -140,14 +157,34 @@ class PolicyModel(nn.Module):
     def cell_colours(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) in [-1, 1] -> (N, T, cells per patch) lattice colour ids in [0, 27), the
         patches row-major and the cells row-major within each patch (the encoder's padding included)."""
+        means = nn.functional.avg_pool2d((self._padded(pixels) + 1) / 2, self.cell)  # (N, 3, h, w)
+        return self._by_patch(_lattice_ids(means))
+
+    def cell_edge_colours(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [-1, 1] -> (N, T, cells per patch * 4) lattice colour ids of each cell's
+        top, bottom, left and right 1-px border line, without its two corner pixels (maze posts)."""
+        unit = (self._padded(pixels) + 1) / 2
+        n, _, height, width = unit.shape
+        c = self.cell
+        cells = unit.reshape(n, 3, height // c, c, width // c, c)  # (N, 3, h, c, w, c)
+        lines = torch.stack([cells[:, :, :, 0, :, 1:-1].mean(-1), cells[:, :, :, -1, :, 1:-1].mean(-1),
+                             cells[:, :, :, 1:-1, :, 0].mean(-2), cells[:, :, :, 1:-1, :, -1].mean(-2)], dim=-1)
+        ids = _lattice_ids(lines.movedim(-1, 1).reshape(n * 4, 3, height // c, width // c))  # (N * 4, h, w)
+        ids = ids.reshape(n, 4, height // c, width // c).movedim(1, -1)  # (N, h, w, 4)
+        by_patch = self._by_patch(ids)  # (N, T, cells, 4)
+        return by_patch.reshape(n, by_patch.shape[1], -1)
+
+    def _padded(self, pixels: torch.Tensor) -> torch.Tensor:
         patch = self.spec.shape.patch
-        pixels = nn.functional.pad(pixels, (0, -pixels.shape[-1] % patch, 0, -pixels.shape[-2] % patch))
-        means = nn.functional.avg_pool2d((pixels + 1) / 2, self.cell)  # (N, 3, h, w)
-        levels = (means * 2).round().clamp(0, 2).long()
-        ids = levels[:, 0] * 9 + levels[:, 1] * 3 + levels[:, 2]  # (N, h, w)
-        n, h, w = ids.shape
-        k = patch // self.cell
-        return ids.reshape(n, h // k, k, w // k, k).permute(0, 1, 3, 2, 4).reshape(n, (h // k) * (w // k), k * k)
+        return nn.functional.pad(pixels, (0, -pixels.shape[-1] % patch, 0, -pixels.shape[-2] % patch))
+
+    def _by_patch(self, ids: torch.Tensor) -> torch.Tensor:
+        """(N, h, w, ...) per-cell values -> (N, T, cells per patch, ...), patches and cells row-major."""
+        n, h, w = ids.shape[:3]
+        k = self.spec.shape.patch // self.cell
+        rest = ids.shape[3:]
+        grouped = ids.reshape(n, h // k, k, w // k, k, *rest).transpose(2, 3)
+        return grouped.reshape(n, (h // k) * (w // k), k * k, *rest)
 
     # --- saving ---------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | Path, *, fp16: bool = False) -> None:

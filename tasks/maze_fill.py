@@ -1,0 +1,97 @@
+"""``maze-nav-v1``: maze route planning whose visual thoughts fill the dead ends before walking.
+
+Problems, prompts, answers and scoring are ``maze-nav-v0``'s (the same family: one version's policy
+answers the other's problems). Only the gold chain differs. In v0 every move is a global decision:
+which branch at a junction leads to the goal depends on the whole maze, and the tiny policy never
+learned it (BENCHMARKS.md, "Planning from verifiable reward"). Here the chain first imagines dead-end
+filling, the classic maze algorithm:
+
+- "Fill the dead ends." fills, at once, every open cell that is neither the agent nor the goal and
+  whose open sides lead to at most one unfilled cell. Repeated, this leaves exactly the start-to-goal
+  path of a perfect maze. The last fill changes nothing: two equal sketches say filling is done.
+- Then each move goes through the one open side of the agent's cell that leads to an unfilled cell
+  not yet walked on: a decision local to the agent's cell.
+
+Each fill is a local rule over a cell, its walls and its four neighbours, the kind of rule a
+convolutional sketcher can learn. Filled cells are drawn grey-blue (the mark ``X``; red and green
+0.5, the trail's blue kept).
+"""
+from __future__ import annotations
+
+from tasks import grid
+from tasks.core import Problem, TraceStep
+from tasks.formats import _check_style
+from tasks.maze import _COLOURS, MARKS, TRAIL, MazeNav, MazeState
+from tasks.parsing import action_sentence
+
+FILLED = "X"
+FILL_ACTION = "fill"
+FILL_THOUGHT = "Fill the dead ends."
+_FILL_KINDS = [(mark, trail) for mark in (*MARKS, FILLED) for trail in TRAIL]
+_FILL_COLOURS = _COLOURS | {FILLED: tuple((0.5, 0.5, blue) for blue in (1.0, 0.5, 0.0))}  # per TRAIL entry
+_FILL_PALETTE = [_FILL_COLOURS[mark][TRAIL.index(trail)] for mark, trail in _FILL_KINDS]
+
+
+def fill_dead_ends(state: MazeState) -> MazeState:
+    """One round of dead-end filling: every cell that is not the agent's and carries no mark, and
+    whose open sides lead to at most one unfilled cell, becomes filled (all at once)."""
+    layout, n = state.layout, state.layout.size
+    marked = {cell for _, cell in state.marks}
+    filled = {cell for label, cell in state.marks if label == FILLED}
+    new = []
+    for r in range(n):
+        for c in range(n):
+            cell = (r, c)
+            if cell in marked or cell == state.agent:
+                continue
+            exits = sum(1 for d in grid.NEIGHBOURS if layout.is_open(cell, d) and grid.move(cell, d) not in filled)
+            if exits <= 1:
+                new.append((FILLED, cell))
+    if not new:
+        return state
+    return MazeState(layout, state.agent, state.visited, tuple(sorted((*state.marks, *new))))
+
+
+def names_fill(thought: str) -> bool:
+    """Whether a thought asks for a round of dead-end filling."""
+    return isinstance(thought, str) and "fill" in thought.lower()
+
+
+class MazeNavFill(MazeNav):
+    id = "maze-nav-v1"
+    description = ("Maze route planning (VPRL / VoT) whose visual chain fills the dead ends, then walks the one "
+                   "corridor left to the goal.")
+    kinds, palette = _FILL_KINDS, _FILL_PALETTE
+    stream_id = "maze-nav-v0"  # the same problems as v0, so the two versions are scored on one test set
+    sketch_thoughts = (FILL_THOUGHT,)  # a thought the sketcher draws besides the moves
+
+    def imagine(self, state: MazeState, thought: str) -> MazeState:
+        if names_fill(thought):
+            return fill_dead_ends(state)
+        return super().imagine(state, thought)
+
+    def step(self, state: MazeState, action: str) -> MazeState:
+        if action == FILL_ACTION:
+            return fill_dead_ends(state)
+        return super().step(state, action)
+
+    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
+        """Visual: fill rounds until one changes nothing, then the moves, then the answer. Text
+        chain-of-thought keeps v0's chain (the moves and the cell reached, in words)."""
+        _check_style(style)
+        if style == "text":
+            return super().trace(problem, style)
+        state = self.initial_state(problem)
+        steps = []
+        while True:
+            filled = fill_dead_ends(state)
+            steps.append(TraceStep(FILL_THOUGHT, FILL_ACTION, filled))
+            if filled == state:
+                break
+            state = filled
+        plan = self.gold_plan(problem)
+        for action in plan:
+            state = self.step(state, action)
+            steps.append(TraceStep(action_sentence(action), action, state))
+        steps.append(TraceStep(self.answer_text(plan), None, state))
+        return steps

@@ -1,0 +1,85 @@
+"""maze-nav-v1: dead-end filling in the visual chain, then moves that are local decisions."""
+import numpy as np
+import pytest
+
+import tasks
+from imagegen import OracleSketcher
+from imagegen.data import build_transitions, thought_corpus
+from tasks import grid
+from tasks.maze_fill import FILL_THOUGHT, FILLED, fill_dead_ends
+from tasks.splits import generate_split
+
+V1, V0 = tasks.get("maze-nav-v1"), tasks.get("maze-nav-v0")
+
+
+def _filled(state):
+    return {cell for label, cell in state.marks if label == FILLED}
+
+
+def test_v1_draws_v0s_problems_and_scores_them_alike():
+    for size in (3, 6):
+        ours, theirs = generate_split(V1, "test", size, 10), generate_split(V0, "test", size, 10)
+        assert [p.content_key() for p in ours] == [p.content_key() for p in theirs]
+        assert all(p.task == "maze-nav-v1" and p.prompt == q.prompt for p, q in zip(ours, theirs))
+        for p, q in zip(ours, theirs):
+            assert V1.check(p, V0.trace(q)[-1].thought) == V0.check(q, V0.trace(q)[-1].thought)
+
+
+@pytest.mark.parametrize("size", [3, 5, 8])
+def test_filling_leaves_exactly_the_path_and_every_move_is_local(size):
+    for problem in generate_split(V1, "test", size, 15, seed=1):
+        trace = V1.trace(problem)
+        fills = [s for s in trace if s.action == "fill"]
+        assert fills and all(s.thought == FILL_THOUGHT for s in fills)
+        assert fills[-1].state == (fills[-2].state if len(fills) > 1 else V1.initial_state(problem))  # the last fill is a no-op
+        state = fills[-1].state
+        start, goal = state.agent, V1.goal(problem)
+        path = set(state.layout.shortest_path(start, goal))
+        everything = {(r, c) for r in range(size) for c in range(size)}
+        assert everything - _filled(state) == path
+        for step in trace[len(fills):-1]:  # each move: the one open side to an unfilled cell not walked on
+            exits = [d for d in V1.actions if state.layout.is_open(state.agent, d)
+                     and grid.move(state.agent, d) not in _filled(state) | state.visited]
+            assert exits == [step.action]
+            state = step.state
+        assert state.agent == goal and V1.check(problem, trace[-1].thought).correct
+
+
+def test_a_fill_round_fills_every_dead_end_at_once_and_never_the_agent_or_goal():
+    problem = generate_split(V1, "test", 6, 1, seed=2)[0]
+    state = V1.initial_state(problem)
+    once = fill_dead_ends(state)
+    layout = state.layout
+    ends = {(r, c) for r in range(6) for c in range(6)
+            if sum(layout.is_open((r, c), d) for d in V1.actions) == 1} - {state.agent, V1.goal(problem)}
+    assert _filled(once) == ends
+    assert V1.step(state, "fill") == once and V1.imagine(state, FILL_THOUGHT) == once
+    assert not V1.is_valid(state, "fill")  # a plan cannot name "fill": only moves are actions
+    moved = V1.imagine(state, "Go up. Go left.")
+    assert moved == V1.step(V1.step(state, "up"), "left")
+
+
+def test_the_oracle_sketcher_draws_fills_and_moves():
+    problem = generate_split(V1, "test", 5, 1, seed=3)[0]
+    trace = [s for s in V1.trace(problem) if s.action is not None]
+    image, sketcher = problem.image, OracleSketcher(V1)
+    for step in trace:
+        image = sketcher.sketch([image], [step.thought])[0]
+        assert V1.read(image) == step.state
+
+
+def test_the_fill_sketcher_trains_on_fill_and_move_transitions():
+    corpus = thought_corpus("maze-fill")
+    assert FILL_THOUGHT in corpus and "Go up." in corpus
+    data = build_transitions("maze-fill", [3], 4, seed=0)[3]
+    assert FILL_THOUGHT in data.thoughts and any(t.startswith("Go ") for t in data.thoughts)
+    changed = [not np.array_equal(a, b) for a, b, t in zip(data.prev, data.next, data.thoughts) if t == FILL_THOUGHT]
+    assert any(changed) and not all(changed)  # fills that fill, and the final no-op
+
+
+def test_sketcher_fidelity_rolls_over_the_whole_gold_chain():
+    from imagegen.evaluate import rollout_fidelity
+
+    row = rollout_fidelity(OracleSketcher(V1), "maze-fill", 4, 5, steps=1)
+    plans = [len(V1.gold_plan(p)) for p in generate_split(V1, "test", 4, 5)]
+    assert row.rollout_accuracy["value"] == 1.0 and row.mean_length > np.mean(plans)  # fills counted too
