@@ -83,3 +83,14 @@ def test_sketcher_fidelity_rolls_over_the_whole_gold_chain():
     row = rollout_fidelity(OracleSketcher(V1), "maze-fill", 4, 5, steps=1)
     plans = [len(V1.gold_plan(p)) for p in generate_split(V1, "test", 4, 5)]
     assert row.rollout_accuracy["value"] == 1.0 and row.mean_length > np.mean(plans)  # fills counted too
+
+
+def test_a_chain_that_fills_then_walks_solves_the_problem():
+    from vot.policy import SimulatedPolicy
+    from vot.reasoner import Reasoner, greedy_correct
+
+    problems = [p for size in (3, 6) for p in generate_split(V1, "test", size, 4)]
+    reasoner = Reasoner(SimulatedPolicy(error_rate=0.0), OracleSketcher(V1), max_steps=96)
+    assert all(greedy_correct(reasoner, problems))
+    chain = reasoner.run(problems[-1:], greedy=True)[0][0]
+    assert chain.steps[0].thought == FILL_THOUGHT and V1.read(chain.steps[-2].sketch).agent == V1.goal(problems[-1])

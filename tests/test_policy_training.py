@@ -131,6 +131,11 @@ def test_vot_bundle_command_writes_a_card(tmp_path, trained, capsys):
     assert main(["bundle", str(trained), "--out", str(tmp_path / "b"), "--sketcher", "oracle"]) == 0
     card = (tmp_path / "b" / "README.md").read_text()
     assert "maze-mcq-v0 (vot mode)" in card and "greedy validation accuracy" in card
+    assert json.loads((tmp_path / "b" / "bundle.json").read_text())["max_steps"] == 64
+    assert main(["bundle", str(trained), "--out", str(tmp_path / "c"), "--max-steps", "128"]) == 0
+    assert json.loads((tmp_path / "c" / "bundle.json").read_text())["max_steps"] == 128
+    assert main(["bundle", str(trained), "--out", str(tmp_path / "d"), "--max-steps", "0"]) != 0
+    assert "--max-steps must be a positive integer" in capsys.readouterr().err and not (tmp_path / "d").exists()
 
 
 def test_each_trainer_takes_only_its_own_flags(capsys):

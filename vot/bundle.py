@@ -85,17 +85,19 @@ def load(name_or_path: str | Path, **options):
 
 
 def make_bundle(policy_dir: str | Path, out: str | Path, *, sketcher: str = "default",
-                sketch_steps: int | None = None) -> Path:
+                sketch_steps: int | None = None, max_steps: int | None = None) -> Path:
     """Write a bundle directory around a trained policy (copies the policy into ``out/policy``)."""
     import shutil
 
     from vot.lm.model import PolicyModel
 
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"--max-steps must be a positive integer, got {max_steps}")
     model = PolicyModel.from_pretrained(policy_dir)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new directory")
     shutil.copytree(policy_dir, out / "policy", ignore=shutil.ignore_patterns("checkpoints"))
     BundleSpec(model.spec.task, sketcher=sketcher if model.spec.mode == "vot" else "blank",
-               sketch_steps=sketch_steps).save(out)
+               sketch_steps=sketch_steps, **({"max_steps": max_steps} if max_steps else {})).save(out)
     return out

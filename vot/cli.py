@@ -94,7 +94,8 @@ def _cmd_bundle(args) -> int:
     from vot.bundle import make_bundle
     from vot.lm.card import write_card
 
-    out = make_bundle(args.policy_dir, args.out, sketcher=args.sketcher, sketch_steps=args.sketch_steps)
+    out = make_bundle(args.policy_dir, args.out, sketcher=args.sketcher, sketch_steps=args.sketch_steps,
+                      max_steps=args.max_steps)
     table = json.loads(Path(args.table).read_text()) if args.table else None
     print(f"wrote the bundle {out} and its card {write_card(out, table)}")
     return 0
@@ -195,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the new bundle directory")
     p.add_argument("--sketcher", default="default", help="default (the shipped sketcher), oracle, or a SketchPipeline directory")
     p.add_argument("--sketch-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="thoughts per chain the bundle allows (default 64; a dead-end-filling maze chain needs more)")
     p.add_argument("--table", default=None, help="JSON from benchmarks/policy_table.py, for the model card")
     p.set_defaults(run=_cmd_bundle)
 

@@ -40,6 +40,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--edge-perception", action="store_true",
                    help="train the encoder to also name the colour of each cell's border lines (maze walls); "
                         "a shape option, so a warm start from a policy without it adds a fresh head")
+    p.add_argument("--patch", type=int, default=None, choices=[8, 16],
+                   help="pixels a side per vision token: 16 (the preset's) groups 2x2 task cells, 8 gives each cell its "
+                        "own token (4x the image tokens; a maze move reads one cell's walls)")
     p.add_argument("--index-shift-share", type=float, default=0.5,
                    help="share of training examples whose index tokens <k> are renumbered <k+o> (random o), so the "
                         "high indices of long chains are trained as often as the low ones")
@@ -167,9 +170,15 @@ def _train_policy(args) -> int:
                                stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
                                init_from=args.init_from, index_shift_share=args.index_shift_share,
                                eval_count=args.eval_count, problems_per_size=args.problems_per_size,
-                               shape={"perception_edges": True} if args.edge_perception else None)
+                               shape=_shape_overrides(args))
     print(f"saved the policy to {train_policy(config)}")
     return 0
+
+
+def _shape_overrides(args) -> dict | None:
+    """The `PolicyShape` fields the policy flags set (None: the preset's shape)."""
+    shape = ({"perception_edges": True} if args.edge_perception else {}) | ({"patch": args.patch} if args.patch else {})
+    return shape or None
 
 
 def _train_sketcher(args) -> int:

@@ -134,8 +134,10 @@ class SimulatedPolicy:
             action = gold.action
             if wrong:
                 action = str(rng.choice([a for a in task.actions if a != gold.action]))
-            text = tasks.parsing.action_sentence(action)
-            context.said.append(action)
+            # the gold thought when right (it may be no move: "Fill the dead ends."), a move's sentence when wrong
+            text = gold.thought if action == gold.action else tasks.parsing.action_sentence(action)
+            if action in task.actions:
+                context.said.append(action)
             is_answer = False
         context.erred |= wrong
         context.step += 1
