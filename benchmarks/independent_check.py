@@ -11,6 +11,9 @@ action sequences and its own simulators for the labels:
   actions or a random walk followed by a route into the goal or a hole, up to 4n actions,
   outcome classes balanced by rejection. Labels from this script's simulator, checked against
   gymnasium's ``FrozenLakeEnv(is_slippery=False)`` on every problem.
+- maze-nav: perfect mazes by Kruskal or Wilson (the task generator carves by depth-first search,
+  whose long corridors these lack), start and goal uniform among the cell pairs at least n - 1
+  moves apart; the gold plan is this script's breadth-first route.
 - minibehavior: rooms with a random table rectangle; plans to fetch the printer and drop it on the
   table with random actions mixed in, cut short, or followed by more actions; classes balanced.
 
@@ -160,6 +163,18 @@ def maze_problem(rng: np.random.Generator, n: int, task) -> tuple:
     letters = dict(zip("ABCD", candidates))
     problem = task.from_layout(walls.layout(), start, letters, actions=actions, meta={"source": "independent_check"})
     return problem, "ABCD"[gold]
+
+
+def nav_maze_problem(rng: np.random.Generator, n: int, task) -> tuple:
+    walls = (kruskal if rng.random() < 0.5 else wilson)(rng, n)
+    cells = [(r, c) for r in range(n) for c in range(n)]
+    while True:
+        start, goal = (cells[int(i)] for i in rng.choice(len(cells), size=2, replace=False))
+        route = walls.route(start, goal)
+        if len(route) >= n - 1:
+            break
+    problem = task.from_layout(walls.layout(), start, goal, meta={"source": "independent_check"})
+    return problem, " ".join(f"Go {a}." for a in route)
 
 
 # --- frozen lake ----------------------------------------------------------------------------------
@@ -349,22 +364,23 @@ def room_problem(rng: np.random.Generator, n: int, task) -> tuple:
         return problem, "A" if want else "B"
 
 
-SOURCES = {"maze": ("maze-mcq-v1", maze_problem), "frozenlake": ("frozenlake-mcq-v1", lake_problem),
+SOURCES = {"maze": ("maze-mcq-v1", maze_problem), "maze-nav": ("maze-nav-v1", nav_maze_problem),
+           "frozenlake": ("frozenlake-mcq-v1", lake_problem),
            "minibehavior": ("minibehavior-mcq-v1", room_problem)}
 
 
-def independent_problems(family: str, sizes, count: int, seed: int = 2026) -> list:
+def independent_problems(family: str, sizes, count: int, seed: int = 2026, task_id: str | None = None) -> list:
     """``count`` problems per size from this script's own source for ``family``, each label checked
-    against the task's own answer."""
-    task_id, make = SOURCES[family]
-    task = tasks.get(task_id)
+    against the task's own answer (``task_id``: another version of the family's task)."""
+    default_id, make = SOURCES[family]
+    task = tasks.get(task_id or default_id)
     out = []
     for size in sizes:
         rng = np.random.default_rng([seed, size])
         for _ in range(count):
             problem, label = make(rng, size, task)
             if problem.answer != label:
-                raise AssertionError(f"{task_id}: the task says {problem.answer}, this script {label}: {problem.id}")
+                raise AssertionError(f"{task.id}: the task says {problem.answer}, this script {label}: {problem.id}")
             out.append(problem)
     return out
 
@@ -412,7 +428,7 @@ def _table(problems, correct) -> dict:
     by_size, by_bin = {}, {}
     for p, ok in zip(problems, correct):
         by_size.setdefault(int(p.meta["size"]), []).append(ok)
-        by_bin.setdefault(length_bin(len(p.actions)), []).append(ok)
+        by_bin.setdefault(length_bin(len(p.actions) if p.actions else p.meta["path_length"]), []).append(ok)
     return {"all": rate(correct).to_json(), "by_size": {k: rate(v).to_json() for k, v in sorted(by_size.items())},
             "by_length": {k: rate(by_bin[k]).to_json() for k in _bin_names() if k in by_bin}}
 
@@ -436,20 +452,26 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=100, help="problems per size, for each source")
     parser.add_argument("--sizes", default=None, help="comma-separated (default: the task's in and out of distribution)")
     parser.add_argument("--seed", type=int, default=2026, help="the independent source's seed")
+    parser.add_argument("--task-id", default=None, help="another version of the family's task (e.g. maze-nav-v0)")
+    parser.add_argument("--sketcher", default="default", help="default (the bundle's), oracle, or a sketcher directory")
+    parser.add_argument("--max-steps", type=int, default=None, help="thoughts per chain (default: the bundle's)")
     parser.add_argument("--mvot", type=Path, default=None,
                         help="MVoT's unzipped data_samples directory: also run its released maze or lake samples")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--card", action="store_true",
                         help="also write independent_check.json beside the bundle's README.md and append the table to it")
     args = parser.parse_args()
-    task = tasks.get(SOURCES[args.task][0])
+    task = tasks.get(args.task_id or SOURCES[args.task][0])
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else list(task.in_distribution + task.out_of_distribution)
     began = time.perf_counter()
-    independent = independent_problems(args.task, sizes, args.count, args.seed)
+    independent = independent_problems(args.task, sizes, args.count, args.seed, task.id)
     split = [p for size in sizes for p in generate_split(task, "test", size, args.count, 0)]
-    answers = {str(k): int(v) for k, v in zip(*np.unique([p.answer for p in independent], return_counts=True))}
-    print(f"{len(independent)} independent {task.id} problems (answers {answers}); {len(split)} v1 test problems")
-    reasoner = vot.load(args.bundle, task=task.id)
+    if task.kind == "mcq":
+        answers = {str(k): int(v) for k, v in zip(*np.unique([p.answer for p in independent], return_counts=True))}
+    else:
+        answers = {"mean plan length": round(float(np.mean([p.meta["path_length"] for p in independent])), 1)}
+    print(f"{len(independent)} independent {task.id} problems ({answers}); {len(split)} v1 test problems")
+    reasoner = vot.load(args.bundle, task=task.id, sketcher=args.sketcher, max_steps=args.max_steps)
     result = {"task": task.id, "bundle": str(args.bundle), "count": args.count, "sizes": sizes}
     for name, problems in (("independent", independent), ("v1_test", split)):
         correct = greedy_correct(reasoner, problems)

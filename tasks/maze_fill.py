@@ -8,13 +8,17 @@ filling, the classic maze algorithm:
 
 - "Fill the dead ends." fills, at once, every open cell that is neither the agent nor the goal and
   whose open sides lead to at most one unfilled cell. Repeated, this leaves exactly the start-to-goal
-  path of a perfect maze. The last fill changes nothing: two equal sketches say filling is done.
+  path of a perfect maze. The cells a round fills are drawn *fresh* (mark ``N``) until the next round
+  turns them old (mark ``X``), so the last round, which fills nothing, leaves a sketch with no fresh
+  cell: "filling is done" is one colour missing from the latest sketch, a global look the policy
+  already makes for the multiple-choice tasks. (The first design left the last round a no-op, and
+  the policy had to compare two equal sketches: it never learned to stop filling.)
 - Then each move goes through the one open side of the agent's cell that leads to an unfilled cell
   not yet walked on: a decision local to the agent's cell.
 
 Each fill is a local rule over a cell, its walls and its four neighbours, the kind of rule a
-convolutional sketcher can learn. Filled cells are drawn grey-blue (the mark ``X``; red and green
-0.5, the trail's blue kept).
+convolutional sketcher can learn. Old fills are grey-blue (the mark ``X``: red and green 0.5), fresh
+fills pink (``N``: red 1, green 0.5); the trail keeps the blue channel.
 """
 from __future__ import annotations
 
@@ -24,20 +28,29 @@ from tasks.formats import _check_style
 from tasks.maze import _COLOURS, MARKS, TRAIL, MazeNav, MazeState
 from tasks.parsing import action_sentence
 
-FILLED = "X"
+FILLED = "X"  # filled in an earlier round
+FRESH = "N"  # filled in the latest round
+FILL_MARKS = (FILLED, FRESH)
 FILL_ACTION = "fill"
 FILL_THOUGHT = "Fill the dead ends."
-_FILL_KINDS = [(mark, trail) for mark in (*MARKS, FILLED) for trail in TRAIL]
-_FILL_COLOURS = _COLOURS | {FILLED: tuple((0.5, 0.5, blue) for blue in (1.0, 0.5, 0.0))}  # per TRAIL entry
+_FILL_KINDS = [(mark, trail) for mark in (*MARKS, *FILL_MARKS) for trail in TRAIL]
+_FILL_COLOURS = _COLOURS | {mark: tuple((*red_green, blue) for blue in (1.0, 0.5, 0.0))  # per TRAIL entry
+                            for mark, red_green in ((FILLED, (0.5, 0.5)), (FRESH, (1.0, 0.5)))}
 _FILL_PALETTE = [_FILL_COLOURS[mark][TRAIL.index(trail)] for mark, trail in _FILL_KINDS]
+
+
+def filled_cells(state: MazeState) -> set:
+    """The cells any fill round has filled (old and fresh)."""
+    return {cell for label, cell in state.marks if label in FILL_MARKS}
 
 
 def fill_dead_ends(state: MazeState) -> MazeState:
     """One round of dead-end filling: every cell that is not the agent's and carries no mark, and
-    whose open sides lead to at most one unfilled cell, becomes filled (all at once)."""
+    whose open sides lead to at most one unfilled cell, becomes a fresh fill (all at once); the
+    previous round's fresh fills become old."""
     layout, n = state.layout, state.layout.size
     marked = {cell for _, cell in state.marks}
-    filled = {cell for label, cell in state.marks if label == FILLED}
+    filled = filled_cells(state)
     new = []
     for r in range(n):
         for c in range(n):
@@ -46,10 +59,9 @@ def fill_dead_ends(state: MazeState) -> MazeState:
                 continue
             exits = sum(1 for d in grid.NEIGHBOURS if layout.is_open(cell, d) and grid.move(cell, d) not in filled)
             if exits <= 1:
-                new.append((FILLED, cell))
-    if not new:
-        return state
-    return MazeState(layout, state.agent, state.visited, tuple(sorted((*state.marks, *new))))
+                new.append((FRESH, cell))
+    aged = [(FILLED if label == FRESH else label, cell) for label, cell in state.marks]
+    return MazeState(layout, state.agent, state.visited, tuple(sorted((*aged, *new))))
 
 
 def names_fill(thought: str) -> bool:
@@ -76,7 +88,7 @@ class MazeNavFill(MazeNav):
         return super().step(state, action)
 
     def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
-        """Visual: fill rounds until one changes nothing, then the moves, then the answer. Text
+        """Visual: fill rounds until one fills nothing, then the moves, then the answer. Text
         chain-of-thought keeps v0's chain (the moves and the cell reached, in words)."""
         _check_style(style)
         if style == "text":
@@ -86,9 +98,10 @@ class MazeNavFill(MazeNav):
         while True:
             filled = fill_dead_ends(state)
             steps.append(TraceStep(FILL_THOUGHT, FILL_ACTION, filled))
-            if filled == state:
-                break
+            done = filled_cells(filled) == filled_cells(state)
             state = filled
+            if done:
+                break
         plan = self.gold_plan(problem)
         for action in plan:
             state = self.step(state, action)

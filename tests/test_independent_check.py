@@ -22,6 +22,17 @@ def test_labels_agree_with_the_tasks_and_repeat_per_seed(family, sizes):
     assert [p.id for p in independent_problems(family, sizes, 12, seed=8)] != [p.id for p in problems]
 
 
+def test_navigation_mazes_have_far_goals_and_the_scripts_route_is_the_tasks_plan():
+    import tasks
+
+    problems = independent_problems("maze-nav", [3, 6, 8], 12, seed=7)  # raises unless the plans agree
+    for p in problems:
+        n = p.meta["size"]
+        assert p.meta["path_length"] >= n - 1 and tasks.get("maze-nav-v1").check(p, "The answer is: " + p.answer).correct
+    assert [p.id for p in independent_problems("maze-nav", [3, 6, 8], 12, seed=7)] == [p.id for p in problems]
+    assert {p.task for p in independent_problems("maze-nav", [4], 2, task_id="maze-nav-v0")} == {"maze-nav-v0"}
+
+
 @pytest.mark.parametrize("build", [kruskal, wilson])
 def test_mazes_are_spanning_trees(build):
     for n in (2, 5, 8):

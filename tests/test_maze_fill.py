@@ -6,14 +6,18 @@ import tasks
 from imagegen import OracleSketcher
 from imagegen.data import build_transitions, thought_corpus
 from tasks import grid
-from tasks.maze_fill import FILL_THOUGHT, FILLED, fill_dead_ends
+from tasks.maze_fill import FILL_THOUGHT, FILLED, FRESH, fill_dead_ends, filled_cells
 from tasks.splits import generate_split
 
 V1, V0 = tasks.get("maze-nav-v1"), tasks.get("maze-nav-v0")
 
 
 def _filled(state):
-    return {cell for label, cell in state.marks if label == FILLED}
+    return filled_cells(state)
+
+
+def _fresh(state):
+    return {cell for label, cell in state.marks if label == FRESH}
 
 
 def test_v1_draws_v0s_problems_and_scores_them_alike():
@@ -31,7 +35,9 @@ def test_filling_leaves_exactly_the_path_and_every_move_is_local(size):
         trace = V1.trace(problem)
         fills = [s for s in trace if s.action == "fill"]
         assert fills and all(s.thought == FILL_THOUGHT for s in fills)
-        assert fills[-1].state == (fills[-2].state if len(fills) > 1 else V1.initial_state(problem))  # the last fill is a no-op
+        before = fills[-2].state if len(fills) > 1 else V1.initial_state(problem)
+        assert _filled(fills[-1].state) == _filled(before)  # the last round fills nothing ...
+        assert all(_fresh(s.state) for s in fills[:-1]) and not _fresh(fills[-1].state)  # ... and shows no fresh fill
         state = fills[-1].state
         start, goal = state.agent, V1.goal(problem)
         path = set(state.layout.shortest_path(start, goal))
@@ -52,7 +58,9 @@ def test_a_fill_round_fills_every_dead_end_at_once_and_never_the_agent_or_goal()
     layout = state.layout
     ends = {(r, c) for r in range(6) for c in range(6)
             if sum(layout.is_open((r, c), d) for d in V1.actions) == 1} - {state.agent, V1.goal(problem)}
-    assert _filled(once) == ends
+    assert _filled(once) == _fresh(once) == ends
+    twice = fill_dead_ends(once)
+    assert {c for label, c in twice.marks if label == FILLED} == ends and _fresh(twice) == _filled(twice) - ends
     assert V1.step(state, "fill") == once and V1.imagine(state, FILL_THOUGHT) == once
     assert not V1.is_valid(state, "fill")  # a plan cannot name "fill": only moves are actions
     moved = V1.imagine(state, "Go up. Go left.")
@@ -74,7 +82,7 @@ def test_the_fill_sketcher_trains_on_fill_and_move_transitions():
     data = build_transitions("maze-fill", [3], 4, seed=0)[3]
     assert FILL_THOUGHT in data.thoughts and any(t.startswith("Go ") for t in data.thoughts)
     changed = [not np.array_equal(a, b) for a, b, t in zip(data.prev, data.next, data.thoughts) if t == FILL_THOUGHT]
-    assert any(changed) and not all(changed)  # fills that fill, and the final no-op
+    assert all(changed)  # even the last round changes the sketch: its fresh fills turn old
 
 
 def test_sketcher_fidelity_rolls_over_the_whole_gold_chain():
