@@ -17,15 +17,20 @@ filling, the classic maze algorithm:
   not yet walked on: a decision local to the agent's cell.
 
 Each fill is a local rule over a cell, its walls and its four neighbours, the kind of rule a
-convolutional sketcher can learn. Old fills are grey-blue (the mark ``X``: red and green 0.5), fresh
-fills pink (``N``: red 1, green 0.5); the trail keeps the blue channel.
+convolutional sketcher can learn. Navigation marks only the goal, so the fills take the red-green
+pairs that the multiple-choice candidates B and C hold in ``maze-mcq``: old fills cyan (``X``: red
+0, green 1), fresh fills magenta (``N``: red 1, green 0); the trail keeps the blue channel. Both are
+1.0 from white, the commonest cell, and 1.4 apart, so a long rollout that fades a fill toward white
+never turns it into the other kind. (A first palette, old grey-blue (.5, .5) and fresh pink (1, .5),
+had fresh between old and white: over the moves the sketcher faded old fills to "fresh" in 12 of 30
+size-6 rollouts.)
 """
 from __future__ import annotations
 
 from tasks import grid
 from tasks.core import Problem, TraceStep
 from tasks.formats import _check_style
-from tasks.maze import _COLOURS, MARKS, TRAIL, MazeNav, MazeState
+from tasks.maze import _COLOURS, TRAIL, MazeNav, MazeState
 from tasks.parsing import action_sentence
 
 FILLED = "X"  # filled in an earlier round
@@ -33,9 +38,9 @@ FRESH = "N"  # filled in the latest round
 FILL_MARKS = (FILLED, FRESH)
 FILL_ACTION = "fill"
 FILL_THOUGHT = "Fill the dead ends."
-_FILL_KINDS = [(mark, trail) for mark in (*MARKS, *FILL_MARKS) for trail in TRAIL]
-_FILL_COLOURS = _COLOURS | {mark: tuple((*red_green, blue) for blue in (1.0, 0.5, 0.0))  # per TRAIL entry
-                            for mark, red_green in ((FILLED, (0.5, 0.5)), (FRESH, (1.0, 0.5)))}
+_NAV_MARKS = (None, "G")  # the candidates A-D never appear in a navigation problem
+_FILL_KINDS = [(mark, trail) for mark in (*_NAV_MARKS, *FILL_MARKS) for trail in TRAIL]
+_FILL_COLOURS = _COLOURS | {FILLED: _COLOURS["B"], FRESH: _COLOURS["C"]}  # per TRAIL entry
 _FILL_PALETTE = [_FILL_COLOURS[mark][TRAIL.index(trail)] for mark, trail in _FILL_KINDS]
 
 
