@@ -102,3 +102,30 @@ def test_a_chain_that_fills_then_walks_solves_the_problem():
     assert all(greedy_correct(reasoner, problems))
     chain = reasoner.run(problems[-1:], greedy=True)[0][0]
     assert chain.steps[0].thought == FILL_THOUGHT and V1.read(chain.steps[-2].sketch).agent == V1.goal(problems[-1])
+
+
+def test_the_decision_probe_counts_every_gold_decision_once():
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    from vot.lm.model import PolicyModel, PolicyShape, PolicySpec
+    from vot.lm.sequences import corpus
+    from vot.lm.tokenizer import WordTokenizer
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from nav_decisions import decisions
+
+    problems = generate_split(V1, "val", 3, 2) + generate_split(V1, "val", 4, 2)
+    tokenizer = WordTokenizer.train(corpus(problems))
+    torch.manual_seed(0)
+    shape = PolicyShape(hidden=32, layers=2, heads=2, kv_heads=1, vision_hidden=16, vision_layers=1, vision_heads=2, patch=8)
+    model = PolicyModel(PolicySpec(V1.id, "vot", shape), tokenizer).eval()
+    stats = decisions(model, V1, [3, 4], 2)
+    traces = [V1.trace(p) for p in problems]
+    moves = sum(1 for t in traces for s in t if s.action in V1.actions)
+    thoughts = sum(1 for t in traces for s in t if s.action is not None)
+    assert sum(total for key, (_, total) in stats.items() if key.startswith("direction")) == moves
+    assert sum(total for key, (_, total) in stats.items() if key.startswith("Fill or Go")) == thoughts
+    assert all(0 <= right <= total for right, total in stats.values())
