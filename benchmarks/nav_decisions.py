@@ -24,13 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tasks  # noqa: E402
 from tasks import grid  # noqa: E402
+from tasks.maze_fill import filled_cells  # noqa: E402
 from tasks.splits import generate_split  # noqa: E402
 from vot.lm.model import PolicyModel  # noqa: E402
 from vot.lm.sequences import build_example  # noqa: E402
-
-
-def _filled(state) -> set:
-    return {cell for label, cell in state.marks if label in ("X", "N")}
 
 
 def decisions(model: PolicyModel, task, sizes, count: int) -> dict[str, list[int]]:
@@ -71,7 +68,7 @@ def decisions(model: PolicyModel, task, sizes, count: int) -> dict[str, list[int
                 if example.labels[i] in directions and example.labels[i - 1] == go:
                     state = next(move_states)
                     open_sides = [d for d in task.actions if state.layout.is_open(state.agent, d)]
-                    free = [d for d in open_sides if grid.move(state.agent, d) not in state.visited | _filled(state)]
+                    free = [d for d in open_sides if grid.move(state.agent, d) not in state.visited | filled_cells(state)]
                     guess = max(directions, key=lambda t: float(logits[i - 1, t]))
                     count_one(f"direction: {len(open_sides)} open sides, {len(free)} free", guess == example.labels[i])
     return stats
