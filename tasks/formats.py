@@ -80,6 +80,11 @@ class NavFormat:
         exact = reached and len(plan) == optimal
         return Score(correct=exact, parsed=list(plan), progress=progress / optimal if optimal else 1.0, valid=valid, reached=reached)
 
+    def walked_plan(self, thoughts: Sequence[str]) -> list[str]:
+        """The actions a chain's thoughts take, in order: the plan its trajectory walks (VPRL reads
+        a plan off the trajectory this way). Thoughts that name no action (a dead-end fill) take none."""
+        return [action for thought in thoughts for action in (parse_actions(thought, self.actions) or [])]
+
     def gold_plan(self, problem: Problem) -> list[str]:
         return parse_actions(problem.answer, self.actions) or []
 

@@ -36,6 +36,7 @@ import numpy as np
 import tasks
 from tasks.metrics import LENGTH_BINS, length_bin, rate, summarize_scores
 from tasks.splits import generate_split
+from vot.bundle import check_answer
 from vot.chain import ChainLog
 from vot.components import REFERENCE, build_reasoner, check_names, check_task, resolve_device, resolve_policy
 from vot.distributed import Shard, has_results, merge_rank_logs
@@ -70,6 +71,7 @@ class BenchConfig:
     seed: int = 0
     max_steps: int | None = None  # None: the bundle's, raised to cover the longest stated action sequence
     sketch_steps: int | None = None  # denoising steps (default: the bundle's, else the sketcher's)
+    answer: str | None = None  # written or walked (`vot.reasoner.Reasoner`); None: the bundle's
     device: str = "auto"
     batch: int = 32
     out: str | None = None
@@ -93,6 +95,8 @@ def validate(config: BenchConfig) -> tasks.Task:
         raise ValueError(f"--batch must be a positive integer, got {config.batch}")
     if config.max_steps is not None and config.max_steps < 1:
         raise ValueError(f"--max-steps must be a positive integer, got {config.max_steps}")
+    if config.answer is not None:
+        check_answer(config.answer)
     for name in config.strategies:
         if name not in STRATEGIES:
             raise ValueError(f"unknown strategy {name!r}; available: {', '.join(STRATEGIES)}")
@@ -199,7 +203,7 @@ def run_bench(config: BenchConfig, progress: bool | None = None) -> dict:
             print(budget_note)
     reasoner = build_reasoner(task.id, policy=config.policy, sketcher=config.sketcher, error_rate=config.error_rate,
                               seed=config.seed, max_steps=config.max_steps, device=config.device,
-                              sketch_steps=config.sketch_steps)
+                              sketch_steps=config.sketch_steps, answer=config.answer)
     selector = get_verifier(config.verifier)
     started = time.perf_counter()
     batches = [todo[i:i + config.batch] for i in range(0, len(todo), config.batch)]
@@ -334,6 +338,17 @@ def _record(problem, chain, strategy, n, verifier, selected, result, task, chain
                        chain_scores or {}).to_json()
 
 
+def _written_accuracy(task, by_id, selected) -> dict:
+    """For chains that answered the plan they walked (``--answer walked``): the exact match their
+    written answers would have scored, beside ``accuracy``; empty otherwise."""
+    walked = [r for r in selected if r.chain.meta.get("answer") == "walked"]
+    if not walked:
+        return {}
+    texts = [(by_id[r.problem_id], r.chain.meta.get("written_answer", r.chain.answer)) for r in walked]
+    written = [text is not None and task.check(problem, text).correct for problem, text in texts]
+    return {"written_answer_accuracy": rate(written).to_json()}
+
+
 def _planning(task, answered) -> dict:
     """VPRL's planning metrics of a group's selected answers, ``answered`` (problem, answer text or
     None): mean progress rate (the share of the shortest plan made good from the start), the share
@@ -378,6 +393,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
                if bins else {}),
             **({"planning": _planning(task, [(by_id[pid], v.answer) for pid, (_, v) in results.items()])}
                if task.kind == "nav" else {}),
+            **_written_accuracy(task, by_id, [r for r in records if r.group == group and r.selected]),
             "mean_compute": {k: float(np.mean([v.compute.counts()[k] for _, v in values])) for k in values[0][1].compute.counts()},
             "mean_chains": float(np.mean([v.chains_used for _, v in values])),
         }
@@ -530,6 +546,10 @@ def format_table(summary: dict) -> str:
             lines.append(f"planning {group}: progress rate {100 * planning['progress_rate']:.1f}%, reached the goal "
                          f"{100 * planning['reached']['value']:.1f}%, invalid move in {100 * planning['invalid']['value']:.1f}% "
                          f"of plans" + (f" and {100 * among['value']:.1f}% of failures" if among else ""))
+        written = m.get("written_answer_accuracy")
+        if written:
+            lines.append(f"answers {group}: the walked plans (--answer walked); the written answers would score "
+                         f"{100 * written['value']:.1f}%")
     passk = summary["curves"].get("pass@k/oracle")
     if passk:
         lines.append("oracle pass@k (not a selection): " + ", ".join(f"k={k}: {100 * v['value']:.1f}%" for k, v in passk.items()))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import tasks
 
+ANSWER_SOURCES = ("written", "walked")  # where a chain's answer comes from: `vot.reasoner.Reasoner` ``answer``
 SHIPPED = Path(__file__).parent / "pretrained"
 FORMAT = "vot.bundle/1"
 
@@ -27,11 +28,18 @@ class BundleSpec:
     sketcher: str = "default"
     sketch_steps: int | None = None  # None: the sketcher's own default
     max_steps: int = 64
+    answer: str = "written"  # or "walked": a planning chain answers the plan its thoughts walked (`vot.reasoner.Reasoner`)
     sampling: dict = field(default_factory=lambda: {"temperature": 1.0, "top_p": 1.0})
     format: str = FORMAT
 
     def save(self, directory: str | Path) -> None:
         Path(directory, "bundle.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def check_answer(answer: str) -> None:
+    """``answer`` names where a chain's answer comes from (`vot.reasoner.ANSWER_SOURCES`)."""
+    if answer not in ANSWER_SOURCES:
+        raise ValueError(f"answer (--answer) must be one of {', '.join(ANSWER_SOURCES)}, got {answer!r}")
 
 
 def shipped() -> dict[str, Path]:
@@ -85,7 +93,7 @@ def load(name_or_path: str | Path, **options):
 
 
 def make_bundle(policy_dir: str | Path, out: str | Path, *, sketcher: str = "default",
-                sketch_steps: int | None = None, max_steps: int | None = None) -> Path:
+                sketch_steps: int | None = None, max_steps: int | None = None, answer: str = "written") -> Path:
     """Write a bundle directory around a trained policy (copies the policy into ``out/policy``)."""
     import shutil
 
@@ -93,11 +101,12 @@ def make_bundle(policy_dir: str | Path, out: str | Path, *, sketcher: str = "def
 
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"--max-steps must be a positive integer, got {max_steps}")
+    check_answer(answer)
     model = PolicyModel.from_pretrained(policy_dir)
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new directory")
     shutil.copytree(policy_dir, out / "policy", ignore=shutil.ignore_patterns("checkpoints"))
     BundleSpec(model.spec.task, sketcher=sketcher if model.spec.mode == "vot" else "blank",
-               sketch_steps=sketch_steps, **({"max_steps": max_steps} if max_steps else {})).save(out)
+               sketch_steps=sketch_steps, answer=answer, **({"max_steps": max_steps} if max_steps else {})).save(out)
     return out

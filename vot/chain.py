@@ -107,6 +107,8 @@ class Chain:
         finished = self.finished if keep_steps is None else False
         answer = self.answer if keep_steps is None else None
         meta = dict(self.meta, forked_from=self.sample)
+        if keep_steps is not None:  # the answer is dropped, and with it where it came from
+            meta.pop("answer", None), meta.pop("written_answer", None)
         return Chain(self.problem_id, self.task, self.sample if sample is None else sample, steps, answer, finished,
                      Compute(), meta)
 

@@ -80,7 +80,7 @@ def _cmd_bench(args) -> int:
         task=args.task, policy=args.policy, sketcher=args.sketcher, error_rate=args.error_rate,
         strategies=[s for s in args.strategy.split(",") if s], verifier=args.verifier, n=args.n, settings=args.set,
         sizes=args.size, count=args.count, seed=args.seed, max_steps=args.max_steps, sketch_steps=args.sketch_steps,
-        device=args.device,
+        answer=args.answer, device=args.device,
         batch=args.batch, out=args.out, resume=args.resume,
     )
     run_bench(config)
@@ -95,7 +95,7 @@ def _cmd_bundle(args) -> int:
     from vot.lm.card import write_card
 
     out = make_bundle(args.policy_dir, args.out, sketcher=args.sketcher, sketch_steps=args.sketch_steps,
-                      max_steps=args.max_steps)
+                      max_steps=args.max_steps, answer=args.answer)
     table = json.loads(Path(args.table).read_text()) if args.table else None
     print(f"wrote the bundle {out} and its card {write_card(out, table)}")
     return 0
@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None,
                    help="thoughts per chain (default: the bundle's, 64, raised to cover the longest stated action sequence)")
+    p.add_argument("--answer", choices=["written", "walked"], default=None,
+                   help="a planning chain's answer: what its answer thought writes, or the plan its thoughts walked "
+                        "(VPRL's reading of the trajectory); default: the bundle's")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--batch", type=int, default=32, help="problems advanced together (and flushed together)")
     p.add_argument("--out", default=None, help="run directory (default runs/<task>-<policy>-<sketcher>-seed<seed>)")
@@ -198,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-steps", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None,
                    help="thoughts per chain the bundle allows (default 64; a dead-end-filling maze chain needs more)")
+    p.add_argument("--answer", choices=["written", "walked"], default="written",
+                   help="a planning chain's answer: what its answer thought writes, or the plan its thoughts walked")
     p.add_argument("--table", default=None, help="JSON from benchmarks/policy_table.py, for the model card")
     p.set_defaults(run=_cmd_bundle)
 

@@ -67,6 +67,7 @@ class PolicyChoice:
     sketch_steps: int | None = None
     max_steps: int = DEFAULT_MAX_STEPS
     sampling: dict | None = None
+    answer: str = "written"
 
 
 def resolve_policy(policy: str, task: str | None = None) -> PolicyChoice:
@@ -85,7 +86,7 @@ def resolve_policy(policy: str, task: str | None = None) -> PolicyChoice:
     if sketcher not in SKETCHERS and not Path(sketcher).is_absolute() and (directory / sketcher).exists():
         sketcher = str(directory / sketcher)
     return PolicyChoice(spec.task, directory, directory / spec.policy, sketcher, spec.sketch_steps, spec.max_steps,
-                        dict(spec.sampling))
+                        dict(spec.sampling), spec.answer)
 
 
 def _policy_task(directory: Path) -> str:
@@ -109,7 +110,7 @@ def build_sketcher(task, name: str, device: str = "cpu"):
 def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher: str = "default",
                    error_rate: float = 0.3, seed: int = 0, max_steps: int | None = None,
                    sketch_steps: int | None = None, temperature: float | None = None, top_p: float | None = None,
-                   device: str = "cpu"):
+                   device: str = "cpu", answer: str | None = None):
     """A ready `vot.reasoner.Reasoner`.
 
     Args:
@@ -124,6 +125,8 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
         max_steps, sketch_steps, temperature, top_p: ``None`` takes the bundle's value (``max_steps``
             64 and the sketcher's own denoising steps without a bundle).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (bf16 models on CUDA).
+        answer: ``written`` or ``walked`` (`vot.reasoner.Reasoner`); ``None`` takes the bundle's
+            (``written`` without a bundle).
     """
     from vot.policy import SimulatedPolicy
     from vot.reasoner import Reasoner
@@ -155,7 +158,8 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
         sketcher = choice.sketcher
     return Reasoner(the_policy, build_sketcher(the_task, sketcher, device),
                     max_steps=max_steps if max_steps is not None else choice.max_steps,
-                    sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed)
+                    sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed,
+                    answer=answer if answer is not None else choice.answer)
 
 
 def check_task(choice: PolicyChoice, policy: str, task_id: str) -> None:
@@ -177,7 +181,7 @@ def load(name_or_path: str | Path, **options):
     """A ready `vot.reasoner.Reasoner` from a bundle: ``maze``/``frozenlake``/``minibehavior``
     (shipped, MCQ), a shipped bundle's full name (``frozenlake-nav``) or a bundle directory.
     ``options`` are `build_reasoner`'s (``sketcher="oracle"`` for perfect imagination, ``device``,
-    ``seed``, ``temperature``, ``top_p``, ``max_steps``, ``sketch_steps``)."""
+    ``seed``, ``temperature``, ``top_p``, ``max_steps``, ``sketch_steps``, ``answer``)."""
     from vot.bundle import resolve
 
     return build_reasoner(policy=str(resolve(name_or_path)), **options)

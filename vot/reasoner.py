@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 import torch
 from PIL import Image
 
+import tasks
 from tasks import Problem
+from vot.bundle import check_answer
 from vot.chain import Chain, Step
 from vot.keys import sketch_generator
 
@@ -77,12 +79,20 @@ class Reasoner:
             sketcher gets one ``torch.Generator`` per image.
         sketches_on_device: keep sketches as device tensors from the sketcher to the policy's
             encoder when both support it (`on_device`); False goes through PIL images (the same pixels).
+        answer: ``written`` (a chain answers what its answer thought writes) or ``walked``: a
+            planning chain answers the plan its thoughts walked (`tasks.formats.NavFormat.walked_plan`,
+            VPRL's reading of a plan off the trajectory), and the policy's answer thought only ends
+            the chain (``chain.meta["answer"]`` is ``"walked"``; the written text is kept in
+            ``chain.meta["written_answer"]`` when it differs).
+            Multiple-choice chains always answer what they write.
     """
 
     def __init__(self, policy, sketcher, *, max_steps: int = 64, sketch_steps: int | None = None,
-                 seed: int = 0, sketches_on_device: bool = True):
+                 seed: int = 0, sketches_on_device: bool = True, answer: str = "written"):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+        check_answer(answer)
+        self.answer = answer
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.policy, self.sketcher = policy, sketcher
@@ -165,7 +175,7 @@ class Reasoner:
             item.chain.compute.wall_seconds += think_share
             item.chain.compute.policy_seconds += think_share
             if thought.is_answer:
-                item.chain.answer, item.chain.finished, item.done = thought.text, True, True
+                item.chain.answer, item.chain.finished, item.done = self._answer(item, thought.text), True, True
             elif len(item.chain.steps) >= self.max_steps:
                 item.done = True
                 item.chain.meta["stopped"] = "max_steps"
@@ -175,6 +185,17 @@ class Reasoner:
         for item in active:
             for callback in self.callbacks:
                 callback(item.chain, item.chain.steps[-1])
+
+    def _answer(self, item: Running, written: str) -> str:
+        """The chain's answer when its policy writes ``written`` (see ``answer`` in the class docstring)."""
+        task = tasks.get(item.problem.task)
+        if self.answer == "written" or task.kind != "nav":
+            return written
+        walked = task.answer_text(task.walked_plan([s.thought for s in item.chain.steps if not s.is_answer]))
+        item.chain.meta["answer"] = "walked"
+        if walked != written:
+            item.chain.meta["written_answer"] = written
+        return walked
 
     def _sketch_and_observe(self, drawing: list[Running], search: SketchSearch | None = None) -> None:
         if not drawing:

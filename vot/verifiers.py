@@ -165,8 +165,7 @@ class ConsistencyVerifier(Verifier):
                 return f"the chain took {taken} steps; the problem states {len(problem.actions)} actions"
             shown = task.answer_for(state)
             return None if shown == parsed else f"the answer is {parsed}; the last sketch shows {shown}"
-        said = [a for s in chain.steps if not s.is_answer for a in (parse_actions(s.thought, task.actions) or [])]
-        if list(parsed) != said:
+        if list(parsed) != task.walked_plan([s.thought for s in chain.steps if not s.is_answer]):
             return "the answer's plan differs from the moves the thoughts made"
         return None if task.is_goal(problem, state) else "the last sketch is not at the goal"
 

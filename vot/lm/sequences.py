@@ -102,7 +102,10 @@ def chain_example(problem: Problem, chain, tokenizer: WordTokenizer, patch: int,
     the same layout as a gold trace's: self-improvement and distillation train on kept chains."""
     if not chain.steps or not chain.steps[-1].is_answer:
         raise ValueError(f"{problem.id}: chain {chain.sample} has no answer step to train on")
-    return sequence_example(problem, [(s.thought, s.sketch, s.is_answer) for s in chain.steps], tokenizer, patch, canvas)
+    # a chain that answered the plan it walked (`vot.reasoner.Reasoner` ``answer``) teaches that answer
+    walked = chain.meta.get("answer") == "walked" and chain.answer is not None
+    steps = [(chain.answer if s.is_answer and walked else s.thought, s.sketch, s.is_answer) for s in chain.steps]
+    return sequence_example(problem, steps, tokenizer, patch, canvas)
 
 
 def sequence_example(problem: Problem, steps, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> Example:
