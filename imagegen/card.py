@@ -18,10 +18,11 @@ def write_model_card(path: str | Path, tables: dict[str, list[FidelityRow]], eva
     summary = json.loads((path / "train_summary.json").read_text())
     (path / "fidelity.json").write_text(json.dumps({name: [asdict(r) for r in rows] for name, rows in tables.items()}, indent=2))
     params = summary["parameters"]
-    lineage = ""
-    if config.get("parent"):
-        lineage = (f"- Fine-tuned (`--init-from {config['init_from']}`) from a sketcher trained with "
-                   f"`{_train_command(config['parent'], config['init_from'])}`\n")
+    lineage, child = "", config
+    while child.get("parent"):  # the whole chain of warm starts, newest first
+        lineage += (f"- Fine-tuned (`--init-from {child['init_from']}`) from a sketcher trained with "
+                    f"`{_train_command(child['parent'], child['init_from'])}`\n")
+        child = child["parent"]
     sections = "\n".join(f"### {_describe(name)}\n\n{format_fidelity(rows)}\n" for name, rows in tables.items())
     card = f"""# Sketcher: {config['environment']} ({config['preset']})
 

@@ -154,6 +154,23 @@ def test_vot_eval_sketcher_card_has_a_table_per_task(tmp_path, capsys):
     assert set(json.loads((tmp_path / "f.json").read_text())) == {"maze", "maze-mcq"}
 
 
+def test_a_sketcher_card_lists_every_warm_start_of_its_lineage(tmp_path):
+    from imagegen.card import write_model_card
+
+    def run(seed, out, parent=None):
+        return {"environment": "maze-fill", "preset": "tiny", "steps": 100 * (seed + 1), "seed": seed, "out": out,
+                "init_from": parent["out"] if parent else None, **({"parent": parent} if parent else {})}
+
+    config = run(2, "c", run(1, "b", run(0, "a")))
+    (tmp_path / "train_config.json").write_text(json.dumps(config))
+    (tmp_path / "train_summary.json").write_text(json.dumps(
+        {"steps": 300, "wall_seconds": 60.0, "device": "cpu", "parameters": {"unet": 1, "text_encoder": 1}}))
+    card = write_model_card(tmp_path, {}, "vot eval sketcher x", "2026-12-03").read_text()
+    assert "--steps 300 --seed 2 --init-from b --out " in card
+    assert "`--init-from b`) from a sketcher trained with `vot train sketcher --task maze-fill --preset tiny --steps 200 --seed 1 --init-from a --out b`" in card
+    assert "`--init-from a`) from a sketcher trained with `vot train sketcher --task maze-fill --preset tiny --steps 100 --seed 0 --out a`" in card
+
+
 def test_perturb_condition_drifts_blocks_of_pixels_and_stays_in_range():
     prev = torch.zeros(8, 3, 24, 24)  # (B, 3, H, W)
     assert perturb_condition(prev, 0.0, torch.Generator().manual_seed(0)) is prev

@@ -84,7 +84,8 @@ def test_bundles_carry_the_answer_source_and_bad_values_are_refused(tmp_path):
     assert read_spec(out).answer == "walked"
     assert build_reasoner(policy=str(out)).answer == "walked"
     assert build_reasoner(policy=str(out), answer="written").answer == "written"
-    assert build_reasoner(policy=str(vot.bundle.resolve("frozenlake-nav"))).answer == "written"  # bundles before the option
+    assert build_reasoner(policy=str(vot.bundle.resolve("maze"))).answer == "written"  # bundles written before the option
+    assert vot.load("frozenlake-nav").answer == "walked"  # the shipped planning bundle answers its walked plans
     with pytest.raises(ValueError, match=r"answer \(--answer\) must be one of written, walked, got 'read'"):
         make_bundle(out / "policy", tmp_path / "c", answer="read")
     assert not (tmp_path / "c").exists()

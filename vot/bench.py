@@ -338,13 +338,15 @@ def _record(problem, chain, strategy, n, verifier, selected, result, task, chain
                        chain_scores or {}).to_json()
 
 
-def _written_accuracy(task, by_id, selected) -> dict:
+def _written_accuracy(task, by_id, results, selected) -> dict:
     """For chains that answered the plan they walked (``--answer walked``): the exact match their
-    written answers would have scored, beside ``accuracy``; empty otherwise."""
-    walked = [r for r in selected if r.chain.meta.get("answer") == "walked"]
-    if not walked:
+    written answers would have scored, over the same problems as ``accuracy`` (``results``; a
+    problem with no selected chain counts wrong); empty otherwise."""
+    if not any(r.chain.meta.get("answer") == "walked" for r in selected):
         return {}
-    texts = [(by_id[r.problem_id], r.chain.meta.get("written_answer", r.chain.answer)) for r in walked]
+    chosen = {r.problem_id: r.chain for r in selected}
+    texts = [(by_id[pid], chosen[pid].meta.get("written_answer", chosen[pid].answer) if pid in chosen else None)
+             for pid in results]
     written = [text is not None and task.check(problem, text).correct for problem, text in texts]
     return {"written_answer_accuracy": rate(written).to_json()}
 
@@ -393,7 +395,7 @@ def summarize_run(out: Path, config: BenchConfig, problems, wall_seconds: float 
                if bins else {}),
             **({"planning": _planning(task, [(by_id[pid], v.answer) for pid, (_, v) in results.items()])}
                if task.kind == "nav" else {}),
-            **_written_accuracy(task, by_id, [r for r in records if r.group == group and r.selected]),
+            **_written_accuracy(task, by_id, results, [r for r in records if r.group == group and r.selected]),
             "mean_compute": {k: float(np.mean([v.compute.counts()[k] for _, v in values])) for k in values[0][1].compute.counts()},
             "mean_chains": float(np.mean([v.chains_used for _, v in values])),
         }
