@@ -241,6 +241,8 @@ def test_a_warm_started_run_records_and_cards_its_lineage(tmp_path, trained):
     assert config["parent"]["out"] == str(trained) and config["parent"]["steps"] == 6
     card = write_card(make_bundle(out, tmp_path / "bundle")).read_text()
     assert f"its `--init-from` {trained} was trained with `vot train policy --task maze-mcq-v0" in card
+    card = write_card(make_bundle(out, tmp_path / "walked", sketcher="oracle", max_steps=128, answer="walked")).read_text()
+    assert f"--out {tmp_path / 'walked'} --sketcher oracle --max-steps 128 --answer walked`" in card
 
 
 def test_a_size_with_no_sketcher_rollouts_chosen_gives_none():

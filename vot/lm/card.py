@@ -9,6 +9,14 @@ def _records(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+def _bundle_flags(spec: dict) -> str:
+    """The `vot bundle` flags that reproduce ``spec`` (bundle.json) beyond the defaults."""
+    flags = "" if spec.get("sketcher", "default") == "default" else f" --sketcher {spec['sketcher']}"
+    flags += f" --sketch-steps {spec['sketch_steps']}" if spec.get("sketch_steps") else ""
+    flags += f" --max-steps {spec['max_steps']}" if spec.get("max_steps", 64) != 64 else ""
+    return flags + (f" --answer {spec['answer']}" if spec.get("answer", "written") != "written" else "")
+
+
 def write_card(bundle: str | Path, table: dict | None = None) -> Path:
     """Write ``README.md`` in ``bundle`` from its policy's training files and, if given, the output
     of ``benchmarks/policy_table.py`` (``table``: its JSON)."""
@@ -27,7 +35,7 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
         f"train-split problems) with the `{spec['sketcher']}` sketcher. {size_mb:.1f} MB on disk (policy weights fp16).", "",
         "```python", "import vot", f"reasoner = vot.load({bundle.name!r})", "```", "",
         "## Training", "",
-        f"- command: {_how(config)} then `vot bundle {config.get('out', 'OUT')} --out {bundle}`",
+        f"- command: {_how(config)} then `vot bundle {config.get('out', 'OUT')} --out {bundle}{_bundle_flags(spec)}`",
         *[f"  - its `--init-from` {ancestor.get('out')} was trained with {_how(ancestor)}"
           for ancestor in _ancestors(config)],
         f"- shape: {config.get('shape')}; batch {config.get('batch_size')}; {config.get('steps')} steps; "
