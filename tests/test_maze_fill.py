@@ -129,3 +129,15 @@ def test_the_decision_probe_counts_every_gold_decision_once():
     assert sum(total for key, (_, total) in stats.items() if key.startswith("direction")) == moves
     assert sum(total for key, (_, total) in stats.items() if key.startswith("Fill or Go")) == thoughts
     assert all(0 <= right <= total for right, total in stats.values())
+
+
+def test_the_shipped_fill_sketcher_is_maze_nav_v1s_default_and_draws_whole_chains():
+    """``load_sketcher("maze-nav-v1")`` is the shipped maze-fill sketcher; its whole fill-then-walk
+    rollouts are exact on these test problems (its card: 100% at sizes 3-8, 50 per size)."""
+    from imagegen import PRETRAINED, load_sketcher
+    from imagegen.evaluate import rollout_fidelity
+
+    sketcher = load_sketcher("maze-nav-v1")
+    assert str(sketcher.name_or_path) == str(PRETRAINED / "maze-fill")
+    row = rollout_fidelity(sketcher, "maze-fill", size=4, count=4, steps=4)
+    assert row.rollout_accuracy["value"] == 1.0 and row.mean_length > 8
