@@ -103,3 +103,26 @@ def test_bench_reports_the_written_answers_beside_the_walked_plans(tmp_path):
     greedy = summary["metrics"]["greedy@1"]
     assert greedy["written_answer_accuracy"]["value"] < greedy["accuracy"]["value"]
     assert json.loads((out / "config.json").read_text())["answer"] == "walked"
+
+
+def test_the_consistency_verifier_checks_fill_sketches_and_walked_answers():
+    from vot.verifiers import ConsistencyVerifier
+
+    problems = generate_split(NAV, "test", 5, 4, 0)
+    chains = [pool[0] for pool in Reasoner(SimulatedPolicy(error_rate=0.0), OracleSketcher(NAV), max_steps=64,
+                                            answer="walked").run(problems, 1)]
+    verifier = ConsistencyVerifier()
+    for problem, chain in zip(problems, chains):
+        assert any(s.thought.startswith("Fill") for s in chain.steps)
+        assert verifier.step_checks(problem, chain) == [None] * len(chain.steps)  # fills are checked as imagined, not as moves
+    chain = chains[0]
+    fill = next(i for i, s in enumerate(chain.steps) if s.thought.startswith("Fill"))
+    chain.steps[fill].sketch = problems[0].image  # a fill round drawn as no change at all
+    assert "the sketch reads as" in verifier.step_checks(problems[0], chain)[fill]
+    written = chain.fork()
+    written.steps[-1] = Step("The answer is: Go up.", is_answer=True)  # a slip in the transcription only
+    written.meta["written_answer"] = written.steps[-1].thought
+    assert verifier.step_checks(problems[0], written)[-1] is None  # the walked answer is what is checked
+    del written.meta["answer"]
+    written.answer = written.steps[-1].thought
+    assert verifier.step_checks(problems[0], written)[-1] == "the answer's plan differs from the moves the thoughts made"

@@ -131,19 +131,14 @@ class ConsistencyVerifier(Verifier):
         reasons, position = [], 0
         for step in chain.steps:
             if step.is_answer:
-                reasons.append(self._answer_check(task, problem, state, step.thought, chain))
+                walked = chain.meta.get("answer") == "walked" and chain.answer is not None
+                reasons.append(self._answer_check(task, problem, state, chain.answer if walked else step.thought, chain))
                 continue
-            actions = parse_actions(step.thought, task.actions) or []
-            reason = None
-            if len(actions) != 1:
-                reason = "the thought names no action" if not actions else f"the thought names {len(actions)} actions, not one"
-            elif task.kind == "mcq" and position >= len(problem.actions):
-                reason = f"a step beyond the {len(problem.actions)} stated actions"
-            elif task.kind == "mcq" and actions[0] != problem.actions[position]:
-                reason = f"the thought says {actions[0]!r}; the problem states {problem.actions[position]!r} as action {position + 1}"
-            elif task.kind != "mcq" and not task.is_valid(state, actions[0]):
-                reason = f"{actions[0]!r} is not a legal move from the state before it"
-            expected = task.step(state, actions[0]) if reason is None else state
+            if step.thought in getattr(task, "sketch_thoughts", ()):  # a visual thought that is not a move (a dead-end fill)
+                reason, expected = None, task.imagine(state, step.thought)
+            else:
+                reason, expected = self._move_check(task, problem, state, step.thought, position)
+                position += 1
             if step.sketch is not None:
                 seen = self.read(task, step.sketch)
                 if reason is None and seen != expected:
@@ -151,9 +146,23 @@ class ConsistencyVerifier(Verifier):
                 state = seen if seen is not None else expected
             else:
                 state = expected
-            position += 1
             reasons.append(reason)
         return reasons
+
+    @staticmethod
+    def _move_check(task, problem, state, thought, position):
+        """(why the move ``thought`` breaks a rule, or None; the state the rules give after it)."""
+        actions = parse_actions(thought, task.actions) or []
+        reason = None
+        if len(actions) != 1:
+            reason = "the thought names no action" if not actions else f"the thought names {len(actions)} actions, not one"
+        elif task.kind == "mcq" and position >= len(problem.actions):
+            reason = f"a step beyond the {len(problem.actions)} stated actions"
+        elif task.kind == "mcq" and actions[0] != problem.actions[position]:
+            reason = f"the thought says {actions[0]!r}; the problem states {problem.actions[position]!r} as action {position + 1}"
+        elif task.kind != "mcq" and not task.is_valid(state, actions[0]):
+            reason = f"{actions[0]!r} is not a legal move from the state before it"
+        return reason, task.step(state, actions[0]) if reason is None else state
 
     def _answer_check(self, task, problem, state, text, chain) -> str | None:
         parsed = task.parse_answer(text)
