@@ -126,3 +126,18 @@ def test_the_consistency_verifier_checks_fill_sketches_and_walked_answers():
     del written.meta["answer"]
     written.answer = written.steps[-1].thought
     assert verifier.step_checks(problems[0], written)[-1] == "the answer's plan differs from the moves the thoughts made"
+
+
+def test_the_maze_nav_bundle_imagines_its_own_chains_on_v0_problems():
+    """``vot bench maze-nav`` runs v0's problems (the same test set); the v1 bundle's sketches are
+    still dead-end fills: the sketcher follows the policy's task, not the problem's."""
+    from imagegen import PRETRAINED
+
+    on_v0 = build_reasoner("maze-nav-v0", policy="default")
+    assert on_v0.policy.model.spec.task == "maze-nav-v1" and on_v0.answer == "walked"
+    assert str(on_v0.sketcher.name_or_path) == str(PRETRAINED / "maze-fill")
+    assert build_reasoner("maze-nav-v0", policy="default", sketcher="oracle").sketcher.task.id == "maze-nav-v1"
+    problems = generate_split(tasks.get("maze-nav-v0"), "test", 3, 6, 0)
+    v0 = [c[0] for c in on_v0.run(problems, 1, greedy=True)]
+    v1 = [c[0] for c in vot.load("maze-nav").run(generate_split(NAV, "test", 3, 6, 0), 1, greedy=True)]
+    assert [c.answer for c in v0] == [c.answer for c in v1] and sum(NAV.check(p, c.answer).correct for p, c in zip(problems, v0)) >= 5

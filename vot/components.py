@@ -156,7 +156,9 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
             sketcher = "blank"
     if sketcher == "default" and choice.bundle is not None:
         sketcher = choice.sketcher
-    return Reasoner(the_policy, build_sketcher(the_task, sketcher, device),
+    # a policy imagines its own task's chains (a maze-nav-v1 policy fills dead ends on v0's problems too)
+    imagined = tasks.get(choice.task) if choice.task is not None else the_task
+    return Reasoner(the_policy, build_sketcher(imagined, sketcher, device),
                     max_steps=max_steps if max_steps is not None else choice.max_steps,
                     sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed,
                     answer=answer if answer is not None else choice.answer)
