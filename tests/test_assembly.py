@@ -151,5 +151,7 @@ def test_shipped_bundles_resolve_by_task_name_to_the_current_version_or_its_fami
         task = tasks.get(short).id
         assert tasks.registry.family(read_spec(resolve(short)).task) == tasks.registry.family(task)
     assert resolve("frozenlake-nav") == names["frozenlake-nav"]
-    with pytest.raises(ValueError, match="no bundle 'maze-nav'"):
-        resolve("maze-nav")
+    assert resolve("maze-nav") == resolve("maze-nav-v0") == resolve("maze-nav-v1") == names["maze-nav"]
+    assert read_spec(names["maze-nav"]).task == "maze-nav-v1"
+    with pytest.raises(ValueError, match="no bundle 'minibehavior-nav'"):
+        resolve("minibehavior-nav")
