@@ -265,3 +265,12 @@ def test_card_names_the_improve_run_of_a_policy_trained_on_kept_chains(tmp_path)
     assert how.startswith("round-2 of `vot improve --task maze --from maze --rounds 2`")
     assert "25% of the batches" in how and all(c in how for c in chains) and "vot train policy" not in how
     assert _how({"task": "maze-mcq-v1", "mode": "vot", "preset": "tiny", "steps": 5, "out": "o"}).startswith("`vot train policy")
+
+
+def test_a_card_command_keeps_the_shape_flags():
+    from vot.lm.card import _command
+
+    config = {"task": "maze-nav-v1", "mode": "vot", "preset": "tiny", "steps": 5, "out": "o",
+              "index_shift_share": 0.5, "shape": {"patch": 8, "perception_edges": True}}
+    assert _command(config).endswith(" --steps 5 --edge-perception --patch 8 --out o")
+    assert " --patch" not in _command(config | {"shape": {"patch": 16}})

@@ -102,7 +102,10 @@ def _extra_flags(config: dict) -> str:
              "index_shift_share", "problems_per_size", "seed", "init_from")
     defaults = {f.name: f.default for f in fields(PolicyTrainConfig) if f.name in flags}
     used = {key: config.get(key, BEFORE_THE_FLAG.get(key, default)) for key, default in defaults.items()}
-    return "".join(f" --{key.replace('_', '-')} {used[key]}" for key, default in defaults.items() if used[key] != default)
+    shape = config.get("shape") or {}  # the shape options that are flags (`vot train policy --patch/--edge-perception`)
+    return ("".join(f" --{key.replace('_', '-')} {used[key]}" for key, default in defaults.items() if used[key] != default)
+            + (" --edge-perception" if shape.get("perception_edges") else "")
+            + (f" --patch {shape['patch']}" if shape.get("patch", 16) != 16 else ""))
 
 
 # What runs recorded before a flag existed used: a train_config.json without the key ran with this.
