@@ -338,3 +338,13 @@ def test_planning_runs_report_progress_and_invalid_moves(tmp_path):
     assert "maze-mcq" not in summary["config"]["task"] and "planning" not in _bench(
         tmp_path / "mcq", argv=SMALL[:2] + ["--size", "3", "--count", "2", "--strategy", "greedy", "--policy", "simulated",
                                              "--sketcher", "oracle"])["metrics"]["greedy@1"]
+
+
+def test_a_search_run_alone_reports_compute_relative_to_its_cheapest_group(tmp_path):
+    from vot.bench import BenchConfig, run_bench
+
+    summary = run_bench(BenchConfig(task="maze-nav-v1", policy="simulated", sketcher="oracle", strategies=["refine"],
+                                    n=[1, 4], sizes=[3], count=4, out=str(tmp_path / "run")), progress=False)
+    compute = summary["compute"]
+    assert compute["unit"] == "refine@1" and compute["groups"]["refine@1"]["relative"] == 1.0
+    assert compute["groups"]["refine@4"]["relative"] > 1.0

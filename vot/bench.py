@@ -467,8 +467,15 @@ def compute_axis(records: list[ChainRecord], by_group: dict, config: BenchConfig
             if name in SAMPLING:
                 for n in config.n:
                     groups[f"{name}@{n}"] = {key: n * value for key, value in per_chain.items()}
-    unit_name = "greedy@1" if "greedy@1" in groups else "one sampled chain"
-    unit = groups["greedy@1"]["cost_seconds"] if "greedy@1" in groups else per_chain["cost_seconds"]
+    if "greedy@1" in groups:
+        unit_name, unit = "greedy@1", groups["greedy@1"]["cost_seconds"]
+    elif pool:
+        unit_name, unit = "one sampled chain", per_chain["cost_seconds"]
+    elif groups:  # neither greedy nor a pool ran (a search alone): relative to the cheapest group
+        unit_name = min(groups, key=lambda g: groups[g]["cost_seconds"])
+        unit = groups[unit_name]["cost_seconds"]
+    else:
+        unit_name, unit = "none", 0.0
     for values in groups.values():
         values["relative"] = values["cost_seconds"] / unit if unit > 0 else float("nan")
     ks = powers_of_two(max(config.n)) if pool else []
