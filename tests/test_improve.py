@@ -165,3 +165,26 @@ def test_distill_writes_a_loadable_bundle_with_its_numbers(tmp_path):
     assert vot.load(bundle, sketcher="oracle").policy is not None
     with pytest.raises(ValueError, match="not empty"):
         distill(DistillConfig(task=TASK.id, start="maze", out=str(tmp_path / "d")), log=lambda _: None)
+
+
+def test_rounds_and_distillation_reason_with_the_start_bundles_settings(tmp_path):
+    """A walked-answer planning bundle keeps its answer reading, step budget and denoising steps
+    through the rounds (which load a bare policy directory) and into the distilled bundle."""
+    from vot.bundle import read_spec
+    from vot.components import reasoning_settings
+    from vot.distill import DistillConfig, distill
+
+    settings = reasoning_settings("frozenlake-nav")
+    assert settings["answer"] == "walked" and settings["max_steps"] == read_spec(vot.bundle.resolve("frozenlake-nav")).max_steps
+    assert reasoning_settings(str(vot.bundle.resolve("frozenlake-nav") / "policy"))["answer"] == "written"  # a bare directory
+    nav = tasks.get("frozenlake-nav")
+    out = improve(ImproveConfig(task=nav.id, start="frozenlake-nav", out=str(tmp_path / "run"), rounds=1, sizes=[3], n=2,
+                                problems_per_size=2, steps=1, gold_problems_per_size=2, eval_count=1, eval_sizes=[3],
+                                sketcher="oracle", filter="none", batch=4), log=lambda _: None)
+    kept = read_problem_chains(out / "round-1" / "kept.jsonl")
+    assert kept and all(chain.meta.get("answer") == "walked" for _, chain in kept)
+    bundle = distill(DistillConfig(task=nav.id, start="frozenlake-nav", out=str(tmp_path / "d"), strategy="best_of_n", n=2,
+                                   sizes=[3], problems_per_size=2, steps=1, gold_problems_per_size=2, eval_count=1,
+                                   eval_sizes=[3], sketcher="oracle", batch=4), log=lambda _: None)
+    spec, teacher = read_spec(bundle), read_spec(vot.bundle.resolve("frozenlake-nav"))
+    assert (spec.answer, spec.max_steps, spec.sketch_steps) == (teacher.answer, teacher.max_steps, teacher.sketch_steps)

@@ -106,6 +106,8 @@ def add_improve_parsers(commands) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="run directory (default runs/improve-<task>-<filter>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished rounds")
+    p.add_argument("--batch", type=int, default=64, help="problems sampled together (each with --n chains: lower it for "
+                                                        "long chains, which hold memory)")
     p.set_defaults(run=_improve)
 
 
@@ -125,6 +127,8 @@ def add_improve_parsers(commands) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", required=True, help="a new directory: selected chains, the trained policy and the bundle")
+    p.add_argument("--batch", type=int, default=32, help="problems run together (each with --n chains: lower it for long "
+                                                        "chains, which hold memory)")
     p.set_defaults(run=_distill)
 
 
@@ -136,7 +140,7 @@ def _distill(args) -> int:
     config = DistillConfig(task=tasks.get(args.task).id, start=args.start, out=args.out, strategy=args.strategy, n=args.n,
                            verifier=args.verifier, sizes=args.sizes, problems_per_size=args.problems, steps=args.steps,
                            eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
-                           sketcher=args.sketcher)
+                           sketcher=args.sketcher, batch=args.batch)
     print(f"wrote the distilled bundle {distill(config, command=command_line())}")
     return 0
 
@@ -150,7 +154,8 @@ def _improve(args) -> int:
                            rounds=args.rounds, sizes=args.sizes, sizes_per_round=args.sizes_per_round, filter=args.filter,
                            n=args.n, vote_share=args.vote_share, problems_per_size=args.problems, steps=args.steps,
                            chain_share=args.chain_share, eval_count=args.eval_count, eval_sizes=args.eval_sizes,
-                           seed=args.seed, device=args.device, resume=args.resume, sketcher=args.sketcher)
+                           seed=args.seed, device=args.device, resume=args.resume, sketcher=args.sketcher,
+                           batch=args.batch)
     print(f"wrote {improve(config, command=command_line())}")
     return 0
 

@@ -70,6 +70,17 @@ class PolicyChoice:
     answer: str = "written"
 
 
+def reasoning_settings(policy: str, task: str | None = None) -> dict:
+    """The reasoning settings a bundle fixes (``max_steps``, ``sketch_steps``, ``answer``,
+    ``temperature``, ``top_p``) as `build_reasoner` keywords, so that a loop which rebuilds the
+    reasoner on a bare policy directory (`vot improve` rounds, `vot distill`'s student) reasons as
+    its starting bundle does; a bare policy directory gives the defaults."""
+    choice = resolve_policy(policy, task)
+    sampling = dict(choice.sampling or {})
+    return {"max_steps": choice.max_steps, "sketch_steps": choice.sketch_steps, "answer": choice.answer,
+            "temperature": sampling.get("temperature"), "top_p": sampling.get("top_p")}
+
+
 def resolve_policy(policy: str, task: str | None = None) -> PolicyChoice:
     """The bundle or policy directory ``policy`` names (``default``: the task's shipped bundle)."""
     from vot.bundle import read_spec, resolve

@@ -133,11 +133,14 @@ def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out
     from vot.lm.train import PolicyTrainConfig, train_policy
 
     parent = json.loads(Path(start_policy, "policy.json").read_text())  # the same shape, so every tensor carries over
+    recipe = Path(start_policy, "train_config.json")
+    # the parent's share of sketcher-drawn gold chains (a maze-nav policy trained on perfect ones only)
+    sketcher_share = json.loads(recipe.read_text()).get("sketcher_share", 0.2) if recipe.is_file() else 0.2
     return train_policy(PolicyTrainConfig(
         task=task_id, mode="vot", steps=steps, out=out, seed=seed, init_from=start_policy, chains=list(chain_files),
         chain_share=chain_share, problems_per_size=gold_problems_per_size, eval_every=10**9, eval_count=1,
-        device=device, canvas_share=0.2, shape=parent["shape"], sketcher="default" if sketcher == "default" else None),
-        progress=False)
+        device=device, canvas_share=0.2, shape=parent["shape"], sketcher="default" if sketcher == "default" else None,
+        sketcher_share=sketcher_share), progress=False)
 
 
 def round_sizes(config: ImproveConfig, number: int) -> list[int]:
@@ -157,13 +160,22 @@ def _policy_dir(config: ImproveConfig, number: int) -> str:
     return str(Path(config.out, f"round-{number}", "policy"))
 
 
+def start_settings(config: ImproveConfig) -> dict:
+    """The start bundle's reasoning settings (answer, step budget, denoising steps, sampling): every
+    round samples and is evaluated with them, though it loads a bare policy directory."""
+    from vot.components import reasoning_settings
+
+    return reasoning_settings(config.start, config.task)
+
+
 def evaluate(config: ImproveConfig, policy: str, task) -> dict:
-    """Greedy test-split accuracy of ``policy`` by size (``config.sketcher``)."""
+    """Greedy test-split accuracy of ``policy`` by size (``config.sketcher``, the start's settings)."""
     from vot.components import build_reasoner
 
     from vot.reasoner import greedy_correct
 
-    reasoner = build_reasoner(task.id, policy=policy, sketcher=config.sketcher, seed=config.seed, device=config.device)
+    reasoner = build_reasoner(task.id, policy=policy, sketcher=config.sketcher, seed=config.seed, device=config.device,
+                              **start_settings(config))
     return {str(size): rate(greedy_correct(reasoner, generate_split(task, "test", size, config.eval_count, 0),
                                            config.batch)).to_json()
             for size in eval_sizes(config, task)}
@@ -183,7 +195,7 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
         kept_path.unlink()
     here.mkdir(parents=True, exist_ok=True)
     reasoner = build_reasoner(task.id, policy=start_policy, sketcher=config.sketcher, seed=config.seed + number,
-                              device=config.device)
+                              device=config.device, **start_settings(config))
     from vot.components import resolve_device
 
     chain_filter = ChainFilter(config.filter, config.vote_share, resolve_device(config.device))
@@ -274,8 +286,9 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
         raise ValueError(f"{out} is not empty; pass --resume to continue it or choose another --out")
     saved = out / "config.json"
     if config.resume and saved.is_file():
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in ("resume", "command")}
-        changed = sorted(k for k, v in asdict(config).items() if k != "resume" and before.get(k) != v)
+        free = ("resume", "command", "batch")  # batching changes no result, so a run killed for memory resumes smaller
+        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
+        changed = sorted(k for k, v in asdict(config).items() if k not in free and before.get(k) != v)
         if changed:
             raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
     out.mkdir(parents=True, exist_ok=True)
