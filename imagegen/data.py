@@ -92,5 +92,5 @@ def thought_corpus(environment: str) -> list[str]:
     other thoughts its tasks' visual chains write (``Task.sketch_thoughts``)."""
     members = [tasks.get(task_id) for task_id in ENVIRONMENTS[environment]]
     actions = {a for task in members for a in task.actions}
-    extra = sorted({t for task in members for t in getattr(task, "sketch_thoughts", ())})
+    extra = sorted({t for task in members for t in task.sketch_thoughts})
     return [action_sentence(a) for a in sorted(actions)] + extra

@@ -163,6 +163,13 @@ class Task(ABC):
     def initial_state(self, problem: Problem):
         return self.state_from_json(problem.state)
 
+    sketch_thoughts: tuple[str, ...] = ()  # visual thoughts that are not actions (a dead-end fill), as the gold chain writes them
+
+    def is_sketch_thought(self, thought: str) -> bool:
+        """Whether ``thought`` is a visual thought that takes no action (one of ``sketch_thoughts``):
+        the one rule the sketcher's oracle (`imagine`), the walked plan and the verifiers share."""
+        return thought in self.sketch_thoughts
+
     def imagine(self, state, thought: str):
         """The state a visual thought leads to, as a perfect sketcher draws it: the actions the
         thought names, applied in order (none: unchanged). A variant whose thoughts do more than

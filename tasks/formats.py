@@ -82,8 +82,10 @@ class NavFormat:
 
     def walked_plan(self, thoughts: Sequence[str]) -> list[str]:
         """The actions a chain's thoughts take, in order: the plan its trajectory walks (VPRL reads
-        a plan off the trajectory this way). Thoughts that name no action (a dead-end fill) take none."""
-        return [action for thought in thoughts for action in (parse_actions(thought, self.actions) or [])]
+        a plan off the trajectory this way). A visual thought that is no action (`is_sketch_thought`,
+        a dead-end fill) takes none, nor does a thought that names none."""
+        return [action for thought in thoughts if not self.is_sketch_thought(thought)
+                for action in (parse_actions(thought, self.actions) or [])]
 
     def gold_plan(self, problem: Problem) -> list[str]:
         return parse_actions(problem.answer, self.actions) or []

@@ -82,8 +82,11 @@ class MazeNavFill(MazeNav):
     stream_id = "maze-nav-v0"  # the same problems as v0, so the two versions are scored on one test set
     sketch_thoughts = (FILL_THOUGHT,)  # a thought the sketcher draws besides the moves
 
+    def is_sketch_thought(self, thought: str) -> bool:
+        return names_fill(thought)
+
     def imagine(self, state: MazeState, thought: str) -> MazeState:
-        if names_fill(thought):
+        if self.is_sketch_thought(thought):
             return fill_dead_ends(state)
         return super().imagine(state, thought)
 

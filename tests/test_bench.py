@@ -288,6 +288,23 @@ def test_resume_refuses_a_directory_written_by_another_config(tmp_path, capsys):
     assert {name: (out / name).read_bytes() for name in before} == before
 
 
+def test_resume_of_a_run_written_before_a_config_field_existed(small_run, tmp_path, capsys):
+    """A run saved before ``--answer`` existed resumes (the field takes the value that reproduces
+    it); a field that really differs is named in the refusal."""
+    reference, summary = small_run
+    out = tmp_path / "run"
+    shutil.copytree(reference, out)
+    config = json.loads((out / "config.json").read_text())
+    assert config.pop("answer") is None
+    (out / "config.json").write_text(json.dumps(config))
+    assert _bench(out, "--resume")["metrics"] == summary["metrics"]
+    config["invented"] = 1
+    (out / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main([*SMALL, "--out", str(out), "--resume"]) == 2
+    assert "differs in ['invented']" in capsys.readouterr().err
+
+
 def test_vot_show_prints_a_chain(small_run, capsys):
     out, _ = small_run
     records = ChainLog(out).records()
@@ -340,7 +357,7 @@ def test_planning_runs_report_progress_and_invalid_moves(tmp_path):
                                              "--sketcher", "oracle"])["metrics"]["greedy@1"]
 
 
-def test_a_search_run_alone_reports_compute_relative_to_its_cheapest_group(tmp_path):
+def test_a_search_run_alone_reports_compute_relative_to_its_first_strategy_at_its_lowest_n(tmp_path):
     from vot.bench import BenchConfig, run_bench
 
     summary = run_bench(BenchConfig(task="maze-nav-v1", policy="simulated", sketcher="oracle", strategies=["refine"],

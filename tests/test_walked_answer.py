@@ -141,3 +141,37 @@ def test_the_maze_nav_bundle_imagines_its_own_chains_on_v0_problems():
     v0 = [c[0] for c in on_v0.run(problems, 1, greedy=True)]
     v1 = [c[0] for c in vot.load("maze-nav").run(generate_split(NAV, "test", 3, 6, 0), 1, greedy=True)]
     assert [c.answer for c in v0] == [c.answer for c in v1] and sum(NAV.check(p, c.answer).correct for p, c in zip(problems, v0)) >= 5
+    from vot.verifiers import ConsistencyVerifier
+
+    verifier = ConsistencyVerifier()
+    assert all(c.task == "maze-nav-v1" for c in v0)  # each chain names the version it was imagined under
+    for problem, chain in zip(problems, v0):  # so the verifier checks its fills by v1's rules, not as moves
+        if NAV.check(problem, chain.answer).correct:
+            assert "the thought names no action" not in verifier.step_checks(problem, chain)
+
+
+def test_a_thought_that_fills_takes_no_move_everywhere():
+    """One rule (`Task.is_sketch_thought`) says which thoughts draw without acting: the oracle, the
+    walked plan and the verifier agree on a fill thought that also names a move."""
+    from vot.verifiers import ConsistencyVerifier
+
+    problem = generate_split(NAV, "test", 4, 1, 0)[0]
+    odd = "Fill the dead ends. Go up."
+    state = NAV.initial_state(problem)
+    assert NAV.is_sketch_thought(odd) and NAV.imagine(state, odd) == NAV.imagine(state, "Fill the dead ends.")
+    assert NAV.walked_plan([odd, "Go up."]) == ["up"]
+    chain = Chain(problem.id, NAV.id, 0, [Step(odd, sketch=NAV.render(NAV.imagine(state, odd)))])
+    assert ConsistencyVerifier().step_checks(problem, chain) == [None]
+    assert not tasks.get("maze-nav-v0").is_sketch_thought("Fill the dead ends.")  # v0 has no such thought
+
+
+def test_a_chain_that_walked_nothing_answers_what_it_wrote():
+    """A direct policy writes its plan at once: walked reading leaves its answer alone."""
+    problem = generate_split(NAV, "test", 3, 1, 0)[0]
+
+    class Direct(SimulatedPolicy):
+        def think(self, contexts):
+            return [vot.policy.Thought(problem.answer, [0.0], True) for _ in contexts]
+
+    [[chain]] = Reasoner(Direct(), OracleSketcher(NAV), answer="walked").run([problem], 1)
+    assert chain.answer == problem.answer and not chain.answered_walked

@@ -49,6 +49,7 @@ from vot.verifiers import VERIFIERS, ConfidenceVerifier, ConsistencyVerifier, ge
 SAMPLING = ("best_of_n", "weighted_best_of_n", "self_consistency")
 SEARCH = tuple(name for name in STRATEGIES if name not in SAMPLING)  # greedy, beam, dvts, refine, adaptive, ...
 RETIRED = {"encoder": "auto"}  # config fields of older runs (--encoder: the policy owns its encoder now)
+ADDED = {"answer": None}  # config fields newer than some runs, at the value that reproduces those runs
 CURVE_OF = {"best_of_n": "best_of_k/{v}", "weighted_best_of_n": "weighted@k/{v}", "self_consistency": "maj@k"}
 
 
@@ -258,10 +259,14 @@ def _prepare_run_dir(out: Path, config: BenchConfig, shard: Shard = Shard(), pro
         for key, value in RETIRED.items():  # a field a newer vot dropped, at the value it always had
             if previous.get(key) == value:
                 previous.pop(key)
+        for key, value in ADDED.items():
+            previous.setdefault(key, value)
         if not config.resume:
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         if previous != config.identity():
-            changed = sorted(k for k in set(previous) | set(config.identity()) if previous.get(k) != config.identity().get(k))
+            missing = object()
+            changed = sorted(k for k in set(previous) | set(config.identity())
+                             if previous.get(k, missing) != config.identity().get(k, missing))
             raise ValueError(f"--resume: {out} was written by a different config (differs in {changed})")
         if (out / PROBLEMS).exists() and [p.dumps() for p in read_problems(out / PROBLEMS)] != [p.dumps() for p in problems]:
             raise ValueError(f"--resume: {out / PROBLEMS} holds other problems than this config generates "
@@ -342,7 +347,7 @@ def _written_accuracy(task, by_id, results, selected) -> dict:
     """For chains that answered the plan they walked (``--answer walked``): the exact match their
     written answers would have scored, over the same problems as ``accuracy`` (``results``; a
     problem with no selected chain counts wrong); empty otherwise."""
-    if not any(r.chain.meta.get("answer") == "walked" for r in selected):
+    if not any(r.chain.answered_walked for r in selected):
         return {}
     chosen = {r.problem_id: r.chain for r in selected}
     texts = [(by_id[pid], chosen[pid].meta.get("written_answer", chosen[pid].answer) if pid in chosen else None)
@@ -447,8 +452,9 @@ def _part(task: tasks.Task, size: int) -> str:
 
 def compute_axis(records: list[ChainRecord], by_group: dict, config: BenchConfig) -> dict:
     """Each group's mean compute per problem: policy tokens and denoising steps weighted by their
-    cost measured in this run, in seconds and relative to greedy@1 (or, without greedy, to one
-    sampled chain), plus wall seconds. A subsampled group at k costs k pool chains; so does a
+    cost measured in this run, in seconds and relative to greedy@1 (without greedy, to one
+    sampled chain; without either, to the first ``--strategy`` at its lowest ``--n``: a fixed rule,
+    so two runs of one command share their unit), plus wall seconds. A subsampled group at k costs k pool chains; so does a
     point k of the pool curves (``curves``: {curve k: relative compute}). ``by_group``: {group:
     {problem id: (size, its `ResultSummary`)}}."""
     from vot.compute import CostModel
@@ -471,8 +477,9 @@ def compute_axis(records: list[ChainRecord], by_group: dict, config: BenchConfig
         unit_name, unit = "greedy@1", groups["greedy@1"]["cost_seconds"]
     elif pool:
         unit_name, unit = "one sampled chain", per_chain["cost_seconds"]
-    elif groups:  # neither greedy nor a pool ran (a search alone): relative to the cheapest group
-        unit_name = min(groups, key=lambda g: groups[g]["cost_seconds"])
+    elif groups:  # neither greedy nor a pool ran (a search alone): the first strategy at its lowest n
+        named = [f"{name}@{n}" for name in config.strategies for n in sorted(config.n) if f"{name}@{n}" in groups]
+        unit_name = named[0] if named else sorted(groups)[0]
         unit = groups[unit_name]["cost_seconds"]
     else:
         unit_name, unit = "none", 0.0

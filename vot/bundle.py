@@ -37,7 +37,7 @@ class BundleSpec:
 
 
 def check_answer(answer: str) -> None:
-    """``answer`` names where a chain's answer comes from (`vot.reasoner.ANSWER_SOURCES`)."""
+    """``answer`` names where a chain's answer comes from (`ANSWER_SOURCES`)."""
     if answer not in ANSWER_SOURCES:
         raise ValueError(f"answer (--answer) must be one of {', '.join(ANSWER_SOURCES)}, got {answer!r}")
 

@@ -86,6 +86,12 @@ class Chain:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def answered_walked(self) -> bool:
+        """Whether the chain's answer is the plan its thoughts walked, not its answer thought's text
+        (`vot.reasoner.Reasoner` ``answer="walked"``)."""
+        return self.meta.get("answer") == "walked" and self.answer is not None
+
+    @property
     def thoughts(self) -> list[str]:
         return [s.thought for s in self.steps]
 
@@ -108,7 +114,8 @@ class Chain:
         answer = self.answer if keep_steps is None else None
         meta = dict(self.meta, forked_from=self.sample)
         if keep_steps is not None:  # the answer is dropped, and with it where it came from
-            meta.pop("answer", None), meta.pop("written_answer", None)
+            for key in ("answer", "written_answer", "stopped"):  # a rewound chain has not stopped either
+                meta.pop(key, None)
         return Chain(self.problem_id, self.task, self.sample if sample is None else sample, steps, answer, finished,
                      Compute(), meta)
 

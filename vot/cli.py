@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vot.bundle import ANSWER_SOURCES
 from vot.cli_train import add_improve_parsers, add_train_parser
 
 
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=None,
                    help="thoughts per chain (default: the bundle's, 64, raised to cover the longest stated action sequence)")
-    p.add_argument("--answer", choices=["written", "walked"], default=None,
+    p.add_argument("--answer", choices=ANSWER_SOURCES, default=None,
                    help="a planning chain's answer: what its answer thought writes, or the plan its thoughts walked "
                         "(VPRL's reading of the trajectory); default: the bundle's")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -201,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sketch-steps", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None,
                    help="thoughts per chain the bundle allows (default 64; a dead-end-filling maze chain needs more)")
-    p.add_argument("--answer", choices=["written", "walked"], default="written",
+    p.add_argument("--answer", choices=ANSWER_SOURCES, default="written",
                    help="a planning chain's answer: what its answer thought writes, or the plan its thoughts walked")
     p.add_argument("--table", default=None, help="JSON from benchmarks/policy_table.py, for the model card")
     p.set_defaults(run=_cmd_bundle)

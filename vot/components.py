@@ -172,7 +172,7 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
     return Reasoner(the_policy, build_sketcher(imagined, sketcher, device),
                     max_steps=max_steps if max_steps is not None else choice.max_steps,
                     sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed,
-                    answer=answer if answer is not None else choice.answer)
+                    answer=answer if answer is not None else choice.answer, task=imagined.id)
 
 
 def check_task(choice: PolicyChoice, policy: str, task_id: str) -> None:

@@ -84,15 +84,21 @@ class Reasoner:
             VPRL's reading of a plan off the trajectory), and the policy's answer thought only ends
             the chain (``chain.meta["answer"]`` is ``"walked"``; the written text is kept in
             ``chain.meta["written_answer"]`` when it differs).
-            Multiple-choice chains always answer what they write.
+            Multiple-choice chains always answer what they write, and so does a chain with no
+            thought before its answer (a direct policy's: it walked nothing).
+        task: the task whose chains the policy writes, when it is another version of each problem's
+            own task (a ``maze-nav-v1`` policy fills dead ends on ``maze-nav-v0`` problems): each
+            chain's ``task`` names it, so verifiers and viewers read its sketches under that
+            version's rules. Default: the problem's task.
     """
 
     def __init__(self, policy, sketcher, *, max_steps: int = 64, sketch_steps: int | None = None,
-                 seed: int = 0, sketches_on_device: bool = True, answer: str = "written"):
+                 seed: int = 0, sketches_on_device: bool = True, answer: str = "written", task: str | None = None):
         if max_steps < 1:
             raise ValueError(f"max_steps must be at least 1, got {max_steps}")
         check_answer(answer)
         self.answer = answer
+        self.task = task
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         self.policy, self.sketcher = policy, sketcher
@@ -131,7 +137,7 @@ class Reasoner:
         share = (time.perf_counter() - began) / max(len(problems), 1)
         running = []
         for problem, sample, context in zip(problems, samples, contexts):
-            chain = Chain(problem.id, problem.task, int(sample))
+            chain = Chain(problem.id, self._chain_task(problem), int(sample))
             chain.compute.wall_seconds += share
             running.append(Running(chain, context, problem.image, problem, snapshots=[] if snapshots else None,
                                    lineage=(int(sample),)))
@@ -186,10 +192,17 @@ class Reasoner:
             for callback in self.callbacks:
                 callback(item.chain, item.chain.steps[-1])
 
+    def _chain_task(self, problem: Problem) -> str:
+        """The id of the task a chain on ``problem`` is written under (see ``task`` in the class docstring)."""
+        if self.task is not None and tasks.registry.family(self.task) == tasks.registry.family(problem.task):
+            return self.task
+        return problem.task
+
     def _answer(self, item: Running, written: str) -> str:
         """The chain's answer when its policy writes ``written`` (see ``answer`` in the class docstring)."""
-        task = tasks.get(item.problem.task)
-        if self.answer == "written" or task.kind != "nav":
+        task = tasks.get(item.chain.task)
+        walked_any = any(not s.is_answer for s in item.chain.steps)
+        if self.answer == "written" or task.kind != "nav" or not walked_any:
             return written
         walked = task.answer_text(task.walked_plan([s.thought for s in item.chain.steps if not s.is_answer]))
         item.chain.meta["answer"] = "walked"

@@ -39,6 +39,14 @@ def aggregate(scores: Sequence[float], how: str) -> float:
     return float(sum(scores) / len(scores))
 
 
+def chain_task(problem: Problem, chain: Chain) -> str:
+    """The task whose rules a chain's steps follow: the chain's own (another version of the
+    problem's task, as `vot.reasoner.Reasoner` records it), else the problem's."""
+    if chain.task != problem.task and tasks.registry.family(chain.task) == tasks.registry.family(problem.task):
+        return chain.task
+    return problem.task
+
+
 def answer_key(problem: Problem, text: str | None):
     """Hashable parsed answer (None when unparseable) for voting."""
     if text is None:
@@ -126,15 +134,15 @@ class ConsistencyVerifier(Verifier):
     def step_checks(self, problem: Problem, chain: Chain) -> list[str | None]:
         """Per step, ``None`` when it is right, else the rule it breaks in words (what the viewer and
         the report show beside a rejected step). `step_scores` is 0.0 exactly where this is not None."""
-        task = tasks.get(problem.task)
+        task = tasks.get(chain_task(problem, chain))  # the version the chain was imagined under
         state = task.initial_state(problem)  # what the input image shows
         reasons, position = [], 0
         for step in chain.steps:
             if step.is_answer:
-                walked = chain.meta.get("answer") == "walked" and chain.answer is not None
-                reasons.append(self._answer_check(task, problem, state, chain.answer if walked else step.thought, chain))
+                reasons.append(self._answer_check(task, problem, state, chain.answer if chain.answered_walked else step.thought,
+                                                  chain))
                 continue
-            if step.thought in getattr(task, "sketch_thoughts", ()):  # a visual thought that is not a move (a dead-end fill)
+            if task.is_sketch_thought(step.thought):  # a visual thought that is not a move (a dead-end fill)
                 reason, expected = None, task.imagine(state, step.thought)
             else:
                 reason, expected = self._move_check(task, problem, state, step.thought, position)

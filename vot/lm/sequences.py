@@ -103,8 +103,7 @@ def chain_example(problem: Problem, chain, tokenizer: WordTokenizer, patch: int,
     if not chain.steps or not chain.steps[-1].is_answer:
         raise ValueError(f"{problem.id}: chain {chain.sample} has no answer step to train on")
     # a chain that answered the plan it walked (`vot.reasoner.Reasoner` ``answer``) teaches that answer
-    walked = chain.meta.get("answer") == "walked" and chain.answer is not None
-    steps = [(chain.answer if s.is_answer and walked else s.thought, s.sketch, s.is_answer) for s in chain.steps]
+    steps = [(chain.answer if s.is_answer and chain.answered_walked else s.thought, s.sketch, s.is_answer) for s in chain.steps]
     return sequence_example(problem, steps, tokenizer, patch, canvas)
 
 
