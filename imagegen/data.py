@@ -82,6 +82,33 @@ def build_transitions(environment: str, sizes, problems_per_size: int, seed: int
     return out
 
 
+def merge_transitions(parts) -> dict[int, Transitions]:
+    """Several size -> Transitions dicts as one (same-size arrays concatenated, in order)."""
+    out: dict[int, Transitions] = {}
+    for part in parts:
+        for size, t in part.items():
+            have = out.get(size)
+            out[size] = t if have is None else Transitions(np.concatenate([have.prev, t.prev]),
+                                                          np.concatenate([have.next, t.next]), have.thoughts + t.thoughts)
+    return out
+
+
+def save_transitions(path, by_size: dict[int, Transitions]) -> None:
+    """Write transitions (e.g. the verified steps of self-improvement chains) as one ``.npz``."""
+    arrays = {}
+    for size, t in by_size.items():
+        arrays |= {f"prev_{size}": t.prev, f"next_{size}": t.next, f"thoughts_{size}": np.array(t.thoughts, dtype=str)}
+    np.savez_compressed(path, **arrays)
+
+
+def load_transitions(path) -> dict[int, Transitions]:
+    """What `save_transitions` wrote."""
+    with np.load(path, allow_pickle=False) as data:
+        sizes = sorted(int(key.split("_", 1)[1]) for key in data.files if key.startswith("prev_"))
+        return {size: Transitions(data[f"prev_{size}"], data[f"next_{size}"], [str(t) for t in data[f"thoughts_{size}"]])
+                for size in sizes}
+
+
 def navigation_task(environment: str) -> str:
     """The id of the environment's navigation task (whose gold plans its rollouts are scored on)."""
     return ENVIRONMENTS[environment][-1]

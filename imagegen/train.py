@@ -9,14 +9,15 @@ predicted clean sketch, with pixels that change between the previous and next sk
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from imagegen.trainer import TrainingRun
-from imagegen.data import build_transitions, environment_of, thought_corpus, training_sizes
+from imagegen.data import (build_transitions, environment_of, load_transitions, merge_transitions, thought_corpus,
+                           training_sizes)
 from imagegen.presets import get_preset
 
 
@@ -36,6 +37,8 @@ class SketcherTrainConfig:
     save_dtype: str = "float16"  # shipped weights; loaders upcast to float32 on CPU
     init_from: str | None = None  # a trained sketcher (directory or shipped name) to fine-tune; see `init_weights`
     condition_noise: float = 0.0  # max strength of the perturbation of the previous sketch; see `perturb_condition`
+    transitions: list[str] = field(default_factory=list)  # extra transition files (`imagegen.data.save_transitions`)
+    transitions_share: float = 0.5  # share of batches drawn from them when given (the rest: gold transitions)
 
 
 def build_pipeline(environment: str, preset_name: str, seed: int = 0):
@@ -134,6 +137,11 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     preset = get_preset(config.preset)
     if config.condition_noise < 0:
         raise ValueError(f"condition_noise must be >= 0, got {config.condition_noise}")
+    if config.transitions and not 0 < config.transitions_share <= 1:
+        raise ValueError(f"transitions_share must be in (0, 1], got {config.transitions_share}")
+    missing = [path for path in config.transitions if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no transition file {missing[0]}")
     steps = config.steps or preset.steps
     run = TrainingRun(config.out, steps=steps, description=f"sketcher {environment}/{config.preset}",
                       resume=config.resume, device=config.device, checkpoint_every=config.checkpoint_every,
@@ -159,12 +167,14 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
     (out / "train_config.json").write_text(json.dumps(
         asdict(config) | {"environment": environment, "steps": steps} | parent, indent=2))
     data = build_transitions(environment, training_sizes(environment), config.problems_per_size, config.seed)
+    extra = merge_transitions(load_transitions(path) for path in config.transitions)
     noise_scheduler = pipe.scheduler
     unet.train()
     text_encoder.train()
     for step in run.steps(start):
         rng = np.random.default_rng([config.seed, step])  # resumable: the batch depends only on the step
-        prev, target, thoughts = _batch(data, rng, preset.batch_size)
+        source = extra if extra and rng.random() < config.transitions_share else data  # no draw without extra files
+        prev, target, thoughts = _batch(source, rng, preset.batch_size)
         prev, target = prev.to(run.device), target.to(run.device)
         generator = torch.Generator().manual_seed(int(rng.integers(2**31)))
         noise = torch.randn(target.shape, generator=generator).to(run.device)

@@ -188,3 +188,45 @@ def test_rounds_and_distillation_reason_with_the_start_bundles_settings(tmp_path
                                    eval_sizes=[3], sketcher="oracle", batch=4), log=lambda _: None)
     spec, teacher = read_spec(bundle), read_spec(vot.bundle.resolve("frozenlake-nav"))
     assert (spec.answer, spec.max_steps, spec.sketch_steps) == (teacher.answer, teacher.max_steps, teacher.sketch_steps)
+
+
+def test_consistency_rounds_can_also_train_the_sketcher_on_verified_transitions(tmp_path):
+    """--sketcher-steps: the kept chains' sketches (each verified, read back, rendered clean) become
+    sketcher training data; the round's sketcher is fine-tuned on them and evaluated with."""
+    import numpy as np
+
+    from imagegen import load_sketcher
+    from imagegen.data import load_transitions
+    from vot.improve import verified_transitions
+
+    config = _tiny(tmp_path / "run", filter="consistency", sketcher="default", sketcher_steps=2, sketcher_replay=2,
+                   problems_per_size=4, n=2, eval_sizes=[4])
+    out = improve(config, log=lambda _: None)
+    record = json.loads((out / "round-1" / "round.json").read_text())
+    assert record["sketcher"] == str(out / "round-1" / "sketcher")
+    assert load_sketcher(record["sketcher"]) is not None
+    kept = read_problem_chains(out / "round-1" / "kept.jsonl")
+    saved = load_transitions(out / "round-1" / "transitions.npz")
+    assert record["sketcher_transitions"] == sum(len(t) for t in saved.values())
+    steps = [s for _, c in kept for s in c.steps if not s.is_answer]
+    assert record["sketcher_transitions"] == len(steps) > 0  # every kept step was verified, so every one is data
+    first = kept[0][1].steps[0]
+    assert np.array_equal(saved[4].next[0], np.asarray(TASK.render(TASK.read(first.sketch))))
+    assert saved[4].thoughts[0] == first.thought
+    assert verified_transitions(TASK.id, []) == {}
+    with pytest.raises(ValueError, match="needs a filter with consistency"):
+        improve(_tiny(tmp_path / "other", filter="vote", sketcher="default", sketcher_steps=2), log=lambda _: None)
+
+
+def test_transition_files_round_trip(tmp_path):
+    import numpy as np
+
+    from imagegen.data import Transitions, load_transitions, merge_transitions, save_transitions
+
+    a = Transitions(np.zeros((2, 8, 8, 3), np.uint8), np.ones((2, 8, 8, 3), np.uint8), ["Go up.", "Go left."])
+    b = Transitions(np.ones((1, 16, 16, 3), np.uint8), np.zeros((1, 16, 16, 3), np.uint8), ["Fill the dead ends."])
+    save_transitions(tmp_path / "t.npz", {3: a, 5: b})
+    back = load_transitions(tmp_path / "t.npz")
+    assert sorted(back) == [3, 5] and back[3].thoughts == a.thoughts and np.array_equal(back[5].prev, b.prev)
+    merged = merge_transitions([back, {3: a}])
+    assert len(merged[3]) == 4 and len(merged[5]) == 1

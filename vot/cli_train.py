@@ -106,6 +106,9 @@ def add_improve_parsers(commands) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="run directory (default runs/improve-<task>-<filter>)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out, skipping finished rounds")
+    p.add_argument("--sketcher-steps", type=int, default=0,
+                   help="with --filter consistency: also fine-tune the sketcher this many steps a round on the kept "
+                        "chains' verified transitions (0: off)")
     p.add_argument("--batch", type=int, default=64, help="problems sampled together (each with --n chains: lower it for "
                                                         "long chains, which hold memory)")
     p.set_defaults(run=_improve)
@@ -155,7 +158,7 @@ def _improve(args) -> int:
                            n=args.n, vote_share=args.vote_share, problems_per_size=args.problems, steps=args.steps,
                            chain_share=args.chain_share, eval_count=args.eval_count, eval_sizes=args.eval_sizes,
                            seed=args.seed, device=args.device, resume=args.resume, sketcher=args.sketcher,
-                           batch=args.batch)
+                           batch=args.batch, sketcher_steps=args.sketcher_steps)
     print(f"wrote {improve(config, command=command_line())}")
     return 0
 

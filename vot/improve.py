@@ -20,8 +20,13 @@ A round directory holds ``kept.jsonl`` (+ sketches), ``policy/`` and ``round.jso
 rewritten after each round. The gold answer is read only for precision and evaluation, and by
 the ``gold`` control filter.
 
-Not done here: sharding the sampling over processes, and training the sketcher on the kept
-chains' transitions.
+With ``--sketcher-steps N`` and a filter that checks every sketch (``consistency``), each round
+also fine-tunes the sketcher for N steps on the kept chains' transitions (each sketch read back,
+re-rendered clean; the verifier found it to be the simulator's state after the stated thought),
+half of its batches, with a replay of its gold transitions; the next round samples with it
+(``round-k/sketcher``, ``round-k/transitions.npz``).
+
+Not done here: sharding the sampling over processes.
 """
 from __future__ import annotations
 
@@ -63,6 +68,8 @@ class ImproveConfig:
     resume: bool = False
     batch: int = 64  # problems sampled together
     sketcher: str = "default"  # the sketcher of sampling and evaluation ("oracle": perfect sketches, for tests)
+    sketcher_steps: int = 0  # > 0: fine-tune the sketcher this many steps a round on verified transitions
+    sketcher_replay: int = 200  # gold train problems per size replayed in that fine-tuning
 
 
 def parse_filter(spec: str) -> list[str]:
@@ -168,14 +175,83 @@ def start_settings(config: ImproveConfig) -> dict:
     return reasoning_settings(config.start, config.task)
 
 
-def evaluate(config: ImproveConfig, policy: str, task) -> dict:
-    """Greedy test-split accuracy of ``policy`` by size (``config.sketcher``, the start's settings)."""
+def _sketcher(config: ImproveConfig, number: int) -> str:
+    """The sketcher after round ``number`` (0: the start's: its bundle's, or ``--sketcher``):
+    the one round ``number + 1`` samples with and round ``number`` is evaluated with."""
+    if config.sketcher_steps and number >= 1:
+        return str(Path(config.out, f"round-{number}", "sketcher"))
+    if config.sketcher != "default":
+        return config.sketcher
+    from vot.components import resolve_policy
+
+    choice = resolve_policy(config.start, config.task)
+    return choice.sketcher if choice.bundle is not None else "default"
+
+
+def _imagined_task(config: ImproveConfig) -> str:
+    """The task whose chains the start policy writes (another version of ``config.task`` maybe)."""
+    from vot.components import resolve_policy
+
+    return resolve_policy(config.start, config.task).task or config.task
+
+
+def verified_transitions(task_id: str, pairs) -> dict:
+    """size -> `imagegen.data.Transitions` of kept (problem, chain) pairs: each sketch read back and
+    rendered clean, from the chain's start; a chain stops contributing at an unreadable sketch."""
+    import numpy as np
+
+    from imagegen.data import Transitions
+
+    by_size: dict[int, tuple[list, list, list]] = {}
+    for problem, chain in pairs:
+        task = tasks.get(chain.task if tasks.registry.family(chain.task) == tasks.registry.family(task_id) else task_id)
+        prev = np.asarray(task.render(task.initial_state(problem)))
+        bucket = by_size.setdefault(int(problem.meta["size"]), ([], [], []))
+        for step in chain.steps:
+            if step.is_answer or step.sketch is None:
+                continue
+            try:
+                following = np.asarray(task.render(task.read(step.sketch)))
+            except ValueError:
+                break
+            bucket[0].append(prev), bucket[1].append(following), bucket[2].append(step.thought)
+            prev = following
+    return {size: Transitions(np.stack(p), np.stack(n), t) for size, (p, n, t) in by_size.items() if t}
+
+
+def train_sketcher_round(config: ImproveConfig, number: int) -> Path:
+    """Fine-tune the previous round's sketcher on every round's verified transitions so far
+    (``round-k/transitions.npz``); returns its directory."""
+    import shutil
+
+    from imagegen import load_sketcher
+    from imagegen.train import SketcherTrainConfig, train_sketcher
+
+    here = Path(config.out, f"round-{number}")
+    files = [str(Path(config.out, f"round-{k}", "transitions.npz")) for k in range(1, number + 1)]
+    files = [f for f in files if Path(f).is_file()]
+    parent = _sketcher(config, number - 1)
+    name = _imagined_task(config) if parent == "default" else parent
+    recipe = Path(str(load_sketcher(name).name_or_path), "train_config.json")
+    recipe = json.loads(recipe.read_text()) if recipe.is_file() else {}
+    if (here / "sketcher").exists():
+        shutil.rmtree(here / "sketcher")  # a round killed while training it: train again
+    return train_sketcher(SketcherTrainConfig(
+        task=_imagined_task(config), preset=recipe.get("preset", "tiny"), steps=config.sketcher_steps,
+        out=str(here / "sketcher"), seed=config.seed + number, problems_per_size=config.sketcher_replay, init_from=name,
+        device=config.device, condition_noise=recipe.get("condition_noise", 0.0),
+        change_weight=recipe.get("change_weight", 10.0), checkpoint_every=10**9, transitions=files), progress=False)
+
+
+def evaluate(config: ImproveConfig, policy: str, task, sketcher: str | None = None) -> dict:
+    """Greedy test-split accuracy of ``policy`` by size (with ``sketcher``, default
+    ``config.sketcher``, and the start's settings)."""
     from vot.components import build_reasoner
 
     from vot.reasoner import greedy_correct
 
-    reasoner = build_reasoner(task.id, policy=policy, sketcher=config.sketcher, seed=config.seed, device=config.device,
-                              **start_settings(config))
+    reasoner = build_reasoner(task.id, policy=policy, sketcher=sketcher or config.sketcher, seed=config.seed,
+                              device=config.device, **start_settings(config))
     return {str(size): rate(greedy_correct(reasoner, generate_split(task, "test", size, config.eval_count, 0),
                                            config.batch)).to_json()
             for size in eval_sizes(config, task)}
@@ -183,7 +259,7 @@ def evaluate(config: ImproveConfig, policy: str, task) -> dict:
 
 def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     """Sample, filter, train and evaluate round ``number`` (1-based) into ``out/round-<number>``."""
-    from vot.chain import write_problem_chains
+    from vot.chain import read_problem_chains, write_problem_chains
     from vot.components import build_reasoner
     task = tasks.get(config.task)
     here = Path(config.out, f"round-{number}")
@@ -194,8 +270,8 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     if kept_path.exists():  # a round killed after sampling: sample again from scratch (seeded, identical)
         kept_path.unlink()
     here.mkdir(parents=True, exist_ok=True)
-    reasoner = build_reasoner(task.id, policy=start_policy, sketcher=config.sketcher, seed=config.seed + number,
-                              device=config.device, **start_settings(config))
+    reasoner = build_reasoner(task.id, policy=start_policy, sketcher=_sketcher(config, number - 1),
+                              seed=config.seed + number, device=config.device, **start_settings(config))
     from vot.components import resolve_device
 
     chain_filter = ChainFilter(config.filter, config.vote_share, resolve_device(config.device))
@@ -234,6 +310,13 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     train_on_chains(task.id, start_policy, previous + [str(kept_path)], str(here / "policy"), steps=config.steps,
                     seed=config.seed + number, chain_share=config.chain_share,
                     gold_problems_per_size=config.gold_problems_per_size, device=config.device, sketcher=config.sketcher)
+    sketcher, transitions = _sketcher(config, number), 0
+    if config.sketcher_steps:
+        from imagegen.data import save_transitions
+
+        verified = verified_transitions(task.id, read_problem_chains(kept_path))
+        save_transitions(here / "transitions.npz", verified)
+        sketcher, transitions = train_sketcher_round(config, number), sum(len(t) for t in verified.values())
     trained_seconds = time.perf_counter() - began - sampled_seconds
     record = {
         "round": number, "sizes": sizes, "filter": config.filter, "policy": str(here / "policy"),
@@ -242,7 +325,8 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
         "precision": rate([True] * counts["kept_right"] + [False] * (counts["kept"] - counts["kept_right"])).to_json(),
         "sampled_accuracy": counts["sampled_right"] / max(counts["sampled"], 1),
         "by_size": counts["by_size"],
-        "test_accuracy": evaluate(config, str(here / "policy"), task),
+        "sketcher": str(sketcher), "sketcher_transitions": transitions,
+        "test_accuracy": evaluate(config, str(here / "policy"), task, str(sketcher)),
         "seconds": {"sampling": round(sampled_seconds, 1), "training": round(trained_seconds, 1),
                     "total": round(time.perf_counter() - began, 1)},
     }
@@ -268,6 +352,12 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
         raise ValueError("--rounds, --n, --problems, --steps, --sizes-per-round and --eval-count must be positive")
     if not 0 < config.chain_share <= 1 or not 0 < config.vote_share <= 1:
         raise ValueError(f"--chain-share and --vote-share must be in (0, 1], got {config.chain_share} and {config.vote_share}")
+    if config.sketcher_steps < 0 or config.sketcher_replay < 1:
+        raise ValueError(f"--sketcher-steps must be >= 0 and the sketcher replay positive, got {config.sketcher_steps}, "
+                         f"{config.sketcher_replay}")
+    if config.sketcher_steps and ("consistency" not in parse_filter(config.filter) or config.sketcher == "oracle"):
+        raise ValueError("--sketcher-steps trains the diffusion sketcher on verified sketches: it needs a filter with "
+                         "consistency (which checks every sketch) and a diffusion sketcher, not the oracle")
     if "learned" in parse_filter(config.filter):
         from vot.learned_verifier import shipped_dir
 
@@ -298,7 +388,8 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     if not start.exists():
         log(f"round 0: evaluating {config.start}")
         start.write_text(json.dumps({"round": 0, "policy": _policy_dir(config, 0),
-                                     "test_accuracy": evaluate(config, _policy_dir(config, 0), task)}, indent=2))
+                                     "test_accuracy": evaluate(config, _policy_dir(config, 0), task,
+                                                               _sketcher(config, 0))}, indent=2))
     records.append(json.loads(start.read_text()))
     for number in range(1, config.rounds + 1):
         done = out / f"round-{number}" / "round.json"
@@ -327,12 +418,14 @@ def write_outputs(out: Path, config: ImproveConfig, records: list[dict], command
         cells = " | ".join(f"{100 * r['test_accuracy'][s]['value']:.0f}" for s in sizes)
         rows.append(f"| {r['round']} | {r.get('sizes', '')} | {kept} | {precision} | {cells} |")
     vote = f" (vote share >= {config.vote_share})" if "vote" in parse_filter(config.filter) else ""
+    sketcher_note = (f"; each round also fine-tuned the sketcher {config.sketcher_steps} steps on its verified transitions "
+                     "(`round-k/sketcher`), and the next round sampled with it") if config.sketcher_steps else ""
     (out / "README.md").write_text(f"""# self-improvement of {config.task} from {config.start}
 
 Made by `{command or 'vot improve'}`. Each round samples {config.n} chains on {config.problems_per_size} unlabelled
 train-split problems per size, keeps at most one chain per problem by the `{config.filter}` filter{vote}, and continues training the policy for {config.steps} steps ({config.chain_share:.0%}
 kept chains, the rest gold traces of the training sizes). Precision: the share of kept chains whose answer is right,
-measured after the fact. Test accuracy: greedy, {config.eval_count} test problems per size, sketcher `{config.sketcher}`.
+measured after the fact. Test accuracy: greedy, {config.eval_count} test problems per size, sketcher `{config.sketcher}`{sketcher_note}.
 
 {chr(10).join(rows)}
 
