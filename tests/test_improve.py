@@ -230,3 +230,29 @@ def test_transition_files_round_trip(tmp_path):
     assert sorted(back) == [3, 5] and back[3].thoughts == a.thoughts and np.array_equal(back[5].prev, b.prev)
     merged = merge_transitions([back, {3: a}])
     assert len(merged[3]) == 4 and len(merged[5]) == 1
+
+
+def test_a_round_sharded_over_two_processes_matches_one(tmp_path):
+    """accelerate launch: each process samples and evaluates every other problem; the main one
+    gathers the chains in problem order, trains and writes, so the run is the single process's."""
+    import os
+    import subprocess
+    import sys
+
+    args = ["improve", "--task", TASK.id, "--from", "maze", "--rounds", "1", "--sizes", "4", "--n", "2", "--problems", "4",
+            "--steps", "2", "--eval-count", "3", "--eval-sizes", "3,4", "--sketcher", "oracle", "--filter", "none"]
+    single = tmp_path / "single"
+    assert main([*args, "--out", str(single)]) == 0
+    env = dict(os.environ, HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--num_cpu_threads_per_process", "1", "--main_process_port", "0", "-m", "vot", *args,
+               "--out", str(tmp_path / "sharded")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("wrote ") == 1 and "over 2 processes" in done.stdout
+    one, two = (json.loads((d / "round-1" / "round.json").read_text()) for d in (single, tmp_path / "sharded"))
+    for key in ("problems", "sampled_chains", "kept", "precision", "sampled_accuracy", "by_size", "test_accuracy"):
+        assert one[key] == two[key], key
+    chains = [[(p.id, c.thoughts) for p, c in read_problem_chains(d / "round-1" / "kept.jsonl")] for d in (single, tmp_path / "sharded")]
+    assert chains[0] == chains[1]

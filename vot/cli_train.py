@@ -159,7 +159,11 @@ def _improve(args) -> int:
                            chain_share=args.chain_share, eval_count=args.eval_count, eval_sizes=args.eval_sizes,
                            seed=args.seed, device=args.device, resume=args.resume, sketcher=args.sketcher,
                            batch=args.batch, sketcher_steps=args.sketcher_steps)
-    print(f"wrote {improve(config, command=command_line())}")
+    from vot.distributed import Shard
+
+    out = improve(config, command=command_line())
+    if Shard.current().is_main:
+        print(f"wrote {out}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Sharding ``vot bench`` over the processes of a launcher (``accelerate launch``, ``torchrun``).
+"""Sharding ``vot bench`` (and the sampling and evaluation of ``vot improve``) over the processes of a
+launcher (``accelerate launch``, ``torchrun``).
 
 Every process runs ``problems[rank::world]`` of the unfinished problems and appends its chains to
 its own ``results.rank{r}.jsonl``; after a barrier the main process merges those files into
@@ -83,6 +84,16 @@ class Shard:
         if self.state is not None:
             self.state.wait_for_everyone()
 
+    def gather(self, value) -> list:
+        """Every rank's ``value`` (picklable), in rank order, on every rank; ``[value]`` when alone."""
+        if self.state is None:
+            return [value]
+        import torch.distributed as dist
+
+        out = [None] * self.world
+        dist.all_gather_object(out, value)
+        return out
+
     def resume(self, out: Path, problems) -> set[str]:
         """Before resuming: the main process merges rank files a killed run left behind and compacts
         ``results.jsonl``; then every rank reads the ids of the finished problems."""
@@ -91,6 +102,32 @@ class Shard:
             ChainLog(out).compact()
         self.wait()
         return ChainLog(out).problem_ids()
+
+
+LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE",
+                      "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID", *_SIZE_VARIABLES)
+
+
+def _run_child(fn, kwargs):
+    fn(**kwargs)
+
+
+def run_alone(fn, **kwargs) -> None:
+    """``fn(**kwargs)`` in a fresh process that is not part of the launch (spawned with the
+    launcher's variables removed): how the main process of a sharded ``vot improve`` trains, since an
+    accelerate `Accelerator` made in a launched process would wait for the other processes' part
+    of a data-parallel step. Raises if it fails."""
+    import multiprocessing
+
+    saved = {name: os.environ.pop(name) for name in LAUNCHER_VARIABLES if name in os.environ}
+    try:
+        child = multiprocessing.get_context("spawn").Process(target=_run_child, args=(fn, kwargs))
+        child.start()
+    finally:
+        os.environ.update(saved)
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed in its own process (exit code {child.exitcode})")
 
 
 def rank_logs(out: Path) -> list[Path]:

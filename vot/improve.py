@@ -26,7 +26,10 @@ re-rendered clean; the verifier found it to be the simulator's state after the s
 half of its batches, with a replay of its gold transitions; the next round samples with it
 (``round-k/sketcher``, ``round-k/transitions.npz``).
 
-Not done here: sharding the sampling over processes.
+Sampling and evaluation shard over the processes of a launcher, as `vot bench` does
+(``accelerate launch --multi_gpu --num_processes K -m vot improve …``; `vot.distributed`): every
+process runs every K-th problem, the main process gathers the chains in problem order (so the
+training data, and with it the run, is the single process's), trains and writes; the others wait.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ from pathlib import Path
 import tasks
 from tasks.metrics import rate
 from tasks.splits import generate_split
+from vot.distributed import Shard, run_alone
 
 FILTER_NAMES = ("vote", "consistency", "learned", "length", "reward", "none", "gold")
 
@@ -243,22 +247,25 @@ def train_sketcher_round(config: ImproveConfig, number: int) -> Path:
         change_weight=recipe.get("change_weight", 10.0), checkpoint_every=10**9, transitions=files), progress=False)
 
 
-def evaluate(config: ImproveConfig, policy: str, task, sketcher: str | None = None) -> dict:
+def evaluate(config: ImproveConfig, policy: str, task, sketcher: str | None = None, shard: Shard = Shard()) -> dict:
     """Greedy test-split accuracy of ``policy`` by size (with ``sketcher``, default
-    ``config.sketcher``, and the start's settings)."""
+    ``config.sketcher``, and the start's settings), each process taking its share of the problems."""
     from vot.components import build_reasoner
 
     from vot.reasoner import greedy_correct
 
     reasoner = build_reasoner(task.id, policy=policy, sketcher=sketcher or config.sketcher, seed=config.seed,
                               device=config.device, **start_settings(config))
-    return {str(size): rate(greedy_correct(reasoner, generate_split(task, "test", size, config.eval_count, 0),
-                                           config.batch)).to_json()
-            for size in eval_sizes(config, task)}
+    accuracy = {}
+    for size in eval_sizes(config, task):
+        mine = shard.pick(generate_split(task, "test", size, config.eval_count, 0))
+        accuracy[str(size)] = rate([c for part in shard.gather(greedy_correct(reasoner, mine, config.batch)) for c in part]).to_json()
+    return accuracy
 
 
-def run_round(config: ImproveConfig, number: int, log=print) -> dict:
-    """Sample, filter, train and evaluate round ``number`` (1-based) into ``out/round-<number>``."""
+def run_round(config: ImproveConfig, number: int, log=print, shard: Shard = Shard()) -> dict:
+    """Sample, filter, train and evaluate round ``number`` (1-based) into ``out/round-<number>``
+    (sampling and evaluation over the launched processes; training and writing on the main one)."""
     from vot.chain import read_problem_chains, write_problem_chains
     from vot.components import build_reasoner
     task = tasks.get(config.task)
@@ -267,9 +274,11 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     began = time.perf_counter()
     start_policy = _policy_dir(config, number - 1)
     kept_path = here / "kept.jsonl"
-    if kept_path.exists():  # a round killed after sampling: sample again from scratch (seeded, identical)
-        kept_path.unlink()
-    here.mkdir(parents=True, exist_ok=True)
+    if shard.is_main:
+        if kept_path.exists():  # a round killed after sampling: sample again from scratch (seeded, identical)
+            kept_path.unlink()
+        here.mkdir(parents=True, exist_ok=True)
+    shard.wait()
     reasoner = build_reasoner(task.id, policy=start_policy, sketcher=_sketcher(config, number - 1),
                               seed=config.seed + number, device=config.device, **start_settings(config))
     from vot.components import resolve_device
@@ -278,23 +287,28 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     counts = {"problems": 0, "kept": 0, "kept_right": 0, "sampled": 0, "sampled_right": 0, "by_size": {}}
     for size in sizes:
         labelled = generate_split(task, "train", size, config.problems_per_size, config.seed + 1000 * number)
-        kept_size = right_size = 0
-        for offset in range(0, len(labelled), config.batch):
-            chunk = labelled[offset:offset + config.batch]
+        mine = shard.pick(list(range(len(labelled))))  # this process's problems
+        found, sampled, sampled_right = [], 0, 0  # found: (problem index, blind problem, kept chain, right)
+        for offset in range(0, len(mine), config.batch):
+            chunk = [labelled[i] for i in mine[offset:offset + config.batch]]
             unlabelled = [replace(p, answer=None) for p in chunk]
             pools = reasoner.run(unlabelled, config.n)
-            pairs = []
-            for blind, gold, pool in zip(unlabelled, chunk, pools):
-                for chain in pool:
-                    counts["sampled"] += 1
-                    counts["sampled_right"] += bool(chain.answer is not None and task.check(gold, chain.answer).correct)
+            for index, blind, gold, pool in zip(mine[offset:offset + config.batch], unlabelled, chunk, pools):
+                sampled += len(pool)
+                sampled_right += sum(bool(c.answer is not None and task.check(gold, c.answer).correct) for c in pool)
                 for chain in chain_filter.keep(blind, pool, gold):
-                    pairs.append((blind, chain))
-                    right = task.check(gold, chain.answer).correct  # measured after the fact
-                    kept_size += 1
-                    right_size += right
-            write_problem_chains(kept_path, pairs)
-            log(f"round {number} size {size}: sampled {offset + len(chunk)}/{len(labelled)} problems, kept {kept_size}")
+                    found.append((index, blind, chain, task.check(gold, chain.answer).correct))  # right: after the fact
+            if shard.is_main:
+                done = f"{offset + len(chunk)}/{len(labelled)}" if shard.world == 1 else \
+                    f"{offset + len(chunk)}/{len(mine)} of this process's"
+                log(f"round {number} size {size}: sampled {done} problems, kept {len(found)}")
+        parts = shard.gather((found, sampled, sampled_right))
+        found = sorted((item for part in parts for item in part[0]), key=lambda item: item[0])  # problem order
+        counts["sampled"] += sum(part[1] for part in parts)
+        counts["sampled_right"] += sum(part[2] for part in parts)
+        if shard.is_main:
+            write_problem_chains(kept_path, [(blind, chain) for _, blind, chain, _ in found])
+        kept_size, right_size = len(found), sum(right for *_, right in found)
         counts["problems"] += len(labelled)
         counts["kept"] += kept_size
         counts["kept_right"] += right_size
@@ -303,20 +317,24 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
     if counts["kept"] == 0:
         raise ValueError(f"round {number}: the {config.filter} filter kept no chain of {counts['problems']} problems")
     previous = [str(Path(config.out, f"round-{k}", "kept.jsonl")) for k in range(1, number)]
-    if (here / "policy").exists():
-        import shutil
-
-        shutil.rmtree(here / "policy")  # a round killed while training: train again from its start
-    train_on_chains(task.id, start_policy, previous + [str(kept_path)], str(here / "policy"), steps=config.steps,
-                    seed=config.seed + number, chain_share=config.chain_share,
-                    gold_problems_per_size=config.gold_problems_per_size, device=config.device, sketcher=config.sketcher)
     sketcher, transitions = _sketcher(config, number), 0
-    if config.sketcher_steps:
-        from imagegen.data import save_transitions
+    if shard.is_main:
+        if (here / "policy").exists():
+            import shutil
 
-        verified = verified_transitions(task.id, read_problem_chains(kept_path))
-        save_transitions(here / "transitions.npz", verified)
-        sketcher, transitions = train_sketcher_round(config, number), sum(len(t) for t in verified.values())
+            shutil.rmtree(here / "policy")  # a round killed while training: train again from its start
+        train = run_alone if shard.world > 1 else (lambda fn, **kwargs: fn(**kwargs))  # `run_alone`: why
+        train(train_on_chains, task_id=task.id, start_policy=start_policy, chain_files=previous + [str(kept_path)],
+              out=str(here / "policy"), steps=config.steps, seed=config.seed + number, chain_share=config.chain_share,
+              gold_problems_per_size=config.gold_problems_per_size, device=config.device, sketcher=config.sketcher)
+        if config.sketcher_steps:
+            from imagegen.data import save_transitions
+
+            verified = verified_transitions(task.id, read_problem_chains(kept_path))
+            save_transitions(here / "transitions.npz", verified)
+            train(train_sketcher_round, config=config, number=number)
+            transitions = sum(len(t) for t in verified.values())
+    shard.wait()  # the round's policy (and sketcher) are written
     trained_seconds = time.perf_counter() - began - sampled_seconds
     record = {
         "round": number, "sizes": sizes, "filter": config.filter, "policy": str(here / "policy"),
@@ -326,11 +344,13 @@ def run_round(config: ImproveConfig, number: int, log=print) -> dict:
         "sampled_accuracy": counts["sampled_right"] / max(counts["sampled"], 1),
         "by_size": counts["by_size"],
         "sketcher": str(sketcher), "sketcher_transitions": transitions,
-        "test_accuracy": evaluate(config, str(here / "policy"), task, str(sketcher)),
+        "test_accuracy": evaluate(config, str(here / "policy"), task, str(sketcher), shard),
         "seconds": {"sampling": round(sampled_seconds, 1), "training": round(trained_seconds, 1),
                     "total": round(time.perf_counter() - began, 1)},
     }
-    (here / "round.json").write_text(json.dumps(record, indent=2))
+    if shard.is_main:
+        (here / "round.json").write_text(json.dumps(record, indent=2))
+    shard.wait()
     return record
 
 
@@ -381,27 +401,33 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
         changed = sorted(k for k, v in asdict(config).items() if k not in free and before.get(k) != v)
         if changed:
             raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(asdict(config) | {"command": command}, indent=2))
+    shard = Shard.current()
+    shard.wait()  # every process has checked --out before the main one writes into it
+    say = log if shard.is_main else (lambda _: None)
+    if shard.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(asdict(config) | {"command": command}, indent=2))
     records = []
     start = out / "round-0.json"
     if not start.exists():
-        log(f"round 0: evaluating {config.start}")
-        start.write_text(json.dumps({"round": 0, "policy": _policy_dir(config, 0),
-                                     "test_accuracy": evaluate(config, _policy_dir(config, 0), task,
-                                                               _sketcher(config, 0))}, indent=2))
+        say(f"round 0: evaluating {config.start}" + (f" over {shard.world} processes" if shard.world > 1 else ""))
+        accuracy = evaluate(config, _policy_dir(config, 0), task, _sketcher(config, 0), shard)
+        if shard.is_main:
+            start.write_text(json.dumps({"round": 0, "policy": _policy_dir(config, 0), "test_accuracy": accuracy}, indent=2))
+        shard.wait()
     records.append(json.loads(start.read_text()))
     for number in range(1, config.rounds + 1):
         done = out / f"round-{number}" / "round.json"
         if not done.exists():
-            run_round(config, number, log)
+            run_round(config, number, say, shard)
         records.append(json.loads(done.read_text()))
-        write_outputs(out, config, records, command)
+        if shard.is_main:
+            write_outputs(out, config, records, command)
         r = records[-1]
-        log(f"round {number} (sizes {r['sizes']}): kept {r['kept']}/{r['problems']}, precision "
+        say(f"round {number} (sizes {r['sizes']}): kept {r['kept']}/{r['problems']}, precision "
             f"{100 * r['precision']['value']:.1f}%; test " + ", ".join(
                 f"{s}: {100 * v['value']:.0f}" for s, v in r["test_accuracy"].items()))
-    write_outputs(out, config, records, command)
+    shard.wait()
     return out
 
 
