@@ -19,11 +19,12 @@ from tasks.minibehavior import MiniBehaviorMCQ, MiniBehaviorNav
 from tasks.metrics import Rate, sketch_fidelity, summarize_scores, wilson_interval
 from tasks.registry import get, names, register
 
+from tasks.frozenlake_wave import FrozenLakeNavWave
 from tasks.maze_fill import MazeNavFill
 from tasks.v1 import FrozenLakeMCQv1, MazeMCQv1, MiniBehaviorMCQv1
 
 for _task in (MazeMCQ(), MazeNav(), FrozenLakeMCQ(), FrozenLakeNav(), MiniBehaviorMCQ(), MiniBehaviorNav(),
-              MazeMCQv1(), FrozenLakeMCQv1(), MiniBehaviorMCQv1(), MazeNavFill()):
+              MazeMCQv1(), FrozenLakeMCQv1(), MiniBehaviorMCQv1(), MazeNavFill(), FrozenLakeNavWave()):
     register(_task)
 
 try:  # the gymnasium env id; minigrid is imported only when the env is made
