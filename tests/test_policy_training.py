@@ -274,3 +274,19 @@ def test_a_card_command_keeps_the_shape_flags():
               "index_shift_share": 0.5, "shape": {"patch": 8, "perception_edges": True}}
     assert _command(config).endswith(" --steps 5 --edge-perception --patch 8 --out o")
     assert " --patch" not in _command(config | {"shape": {"patch": 16}})
+
+
+def test_validation_of_a_planning_policy_also_scores_the_plans_its_chains_walked():
+    import tasks
+    import vot
+    from tasks.splits import generate_split
+    from vot.lm.model import PolicyModel
+    from vot.lm.train import evaluate_policy
+
+    model = PolicyModel.from_pretrained(vot.bundle.resolve("maze-nav") / "policy")
+    problems = generate_split(tasks.get("maze-nav-v1"), "val", 4, 6, 0)
+    result = evaluate_policy(model, problems)
+    assert result["problems"] == 6 and result["walked_accuracy"] >= 4 / 6  # the shipped bundle walks 100% at size 4
+    assert result["walked_accuracy"] >= result["accuracy"]  # the transcription only loses moves
+    mcq = PolicyModel.from_pretrained(vot.bundle.resolve("maze") / "policy")
+    assert "walked_accuracy" not in evaluate_policy(mcq, generate_split(tasks.get("maze-mcq-v1"), "val", 3, 2, 0))

@@ -55,6 +55,9 @@ def write_card(bundle: str | Path, table: dict | None = None) -> Path:
     if evals:
         curve = ", ".join(f"{r['step']}: {100 * r['val_accuracy']:.1f}%" for r in evals)
         lines.append(f"- greedy validation accuracy ({evals[-1]['val_problems']} val problems, oracle sketches): {curve}")
+        if all("val_walked_accuracy" in r for r in evals):
+            walked = ", ".join(f"{r['step']}: {100 * r['val_walked_accuracy']:.1f}%" for r in evals)
+            lines.append(f"- the same chains scored by the plans they walked: {walked}")
     if table:
         lines += ["", "## Test accuracy", "", f"`python benchmarks/policy_table.py` ({table['args']})", "",
                   table["table"]]

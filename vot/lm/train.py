@@ -214,7 +214,9 @@ def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, a
 
 def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int = 64) -> dict:
     """Greedy accuracy of ``model`` on ``problems`` through the real loop (oracle sketches in vot
-    mode unless a sketcher is given; text-only chains otherwise)."""
+    mode unless a sketcher is given; text-only chains otherwise). On a planning task the same
+    chains are also scored by the plan their thoughts walked (``walked_accuracy``; `vot.reasoner.Reasoner`
+    ``answer="walked"``); ``accuracy`` always scores the written answers."""
     from imagegen import BlankSketcher, OracleSketcher
     from vot.lm.policy import SmallPolicy
     from vot.reasoner import Reasoner
@@ -225,17 +227,21 @@ def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int =
     policy = SmallPolicy(model, device=str(model.device), max_thought_tokens=longest + 2)
     if sketcher is None:
         sketcher = OracleSketcher(task) if model.spec.mode == "vot" else BlankSketcher()
-    reasoner = Reasoner(policy, sketcher,
-                        max_steps=max(len(t) for t in traces) + 2)
-    correct = 0
+    reasoner = Reasoner(policy, sketcher, max_steps=max(len(t) for t in traces) + 2,
+                        answer="walked" if task.kind == "nav" else "written")
+    correct = walked = 0
     was_training = model.training
     model.eval()
     for start in range(0, len(problems), batch):
         chunk = problems[start:start + batch]
         for problem, chains in zip(chunk, reasoner.run(chunk, 1, greedy=True)):
-            correct += bool(chains[0].answer is not None and task.check(problem, chains[0].answer).correct)
+            chain = chains[0]
+            written = chain.meta.get("written_answer", chain.answer)
+            correct += bool(written is not None and task.check(problem, written).correct)
+            walked += bool(chain.answered_walked and task.check(problem, chain.answer).correct)
     model.train(was_training)
-    return {"accuracy": correct / max(len(problems), 1), "problems": len(problems)}
+    result = {"accuracy": correct / max(len(problems), 1), "problems": len(problems)}
+    return result | ({"walked_accuracy": walked / max(len(problems), 1)} if task.kind == "nav" else {})
 
 
 def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Path:
@@ -294,8 +300,10 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         run.record(step, loss, schedule)
         if (step + 1) % config.eval_every == 0 or step == steps - 1:
             result = evaluate_policy(raw, val)
-            run.log({"step": step + 1, "val_accuracy": result["accuracy"], "val_problems": result["problems"]})
-            run.say(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}")
+            walked = {"val_walked_accuracy": result["walked_accuracy"]} if "walked_accuracy" in result else {}
+            run.log({"step": step + 1, "val_accuracy": result["accuracy"], "val_problems": result["problems"]} | walked)
+            run.say(f"step {step + 1}: greedy val accuracy {result['accuracy']:.3f} on {result['problems']}"
+                    + (f" (walked plans: {result['walked_accuracy']:.3f})" if walked else ""))
             if config.stop_at_accuracy is not None and result["accuracy"] >= config.stop_at_accuracy:
                 run.log({"event": "early_stop", "step": step + 1, "val_accuracy": result["accuracy"]})
                 steps = step + 1
