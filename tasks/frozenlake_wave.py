@@ -147,9 +147,10 @@ class FrozenLakeNavWave(FrozenLakeNav):
         array = grid.to_array(image)[:n * CELL_PX, :n * CELL_PX]
         blocks = array.reshape(n, CELL_PX, n, CELL_PX, 3).transpose(0, 2, 1, 3, 4)  # (n, n, 8, 8, 3)
         band = blocks[:, :, _BAND].mean(axis=2)  # (n, n, 3)
-        centre = blocks[:, :, _CENTRE, _CENTRE].mean(axis=(2, 3))  # (n, n, 3)
+        centre = blocks[:, :, 3:5, 3:5].mean(axis=(2, 3))  # (n, n, 3): the agent square's middle, clear of blur
         kinds = grid.nearest_kind(band, BAND_PALETTE)  # (n, n)
-        red_centre = ((centre - np.asarray(AGENT_COLOUR)) ** 2).sum(-1) < ((centre - band) ** 2).sum(-1)  # (n, n)
+        drawn = np.asarray(BAND_PALETTE, dtype=np.float32)[kinds]  # (n, n, 3): the band's colour as drawn
+        red_centre = ((centre - np.asarray(AGENT_COLOUR)) ** 2).sum(-1) < ((centre - drawn) ** 2).sum(-1)  # (n, n)
         desc, wave, agents = [], [], []
         for r in range(n):
             row = []
