@@ -59,6 +59,8 @@ class WaveState(LakeState):
 def spread(state: LakeState) -> WaveState:
     """One round of the wave (see the module docstring); the goal is its source, distance 0."""
     n, marked = state.size, dict(getattr(state, "wave", ()))
+    if not any("G" in row for row in state.desc):  # a misdrawn sketch lost the goal: nothing to spread from
+        return WaveState(state.desc, state.agent, tuple(sorted(marked.items())))
     source = {**marked, _find(state.desc, "G"): 0}
     new = {}
     for r in range(n):
@@ -149,6 +151,12 @@ class FrozenLakeNavWave(FrozenLakeNav):
         band = blocks[:, :, _BAND].mean(axis=2)  # (n, n, 3)
         centre = blocks[:, :, 3:5, 3:5].mean(axis=(2, 3))  # (n, n, 3): the agent square's middle, clear of blur
         kinds = grid.nearest_kind(band, BAND_PALETTE)  # (n, n)
+        # a red middle means the agent: its cell is a v0 agent kind or a wave cell (whose band the red square
+        # tints under blur), so it is classified among those only
+        near_red = ((centre - np.asarray(AGENT_COLOUR)) ** 2).sum(-1) < 0.45 ** 2  # (n, n)
+        agent_kinds = [i for i, (first, second) in enumerate(BAND_KINDS) if first == "wave" or second is True]
+        among = np.asarray(agent_kinds)[grid.nearest_kind(band, [BAND_PALETTE[i] for i in agent_kinds])]  # (n, n)
+        kinds = np.where(near_red, among, kinds)
         drawn = np.asarray(BAND_PALETTE, dtype=np.float32)[kinds]  # (n, n, 3): the band's colour as drawn
         red_centre = ((centre - np.asarray(AGENT_COLOUR)) ** 2).sum(-1) < ((centre - drawn) ** 2).sum(-1)  # (n, n)
         desc, wave, agents = [], [], []

@@ -360,8 +360,10 @@ def test_planning_runs_report_progress_and_invalid_moves(tmp_path):
 def test_a_search_run_alone_reports_compute_relative_to_its_first_strategy_at_its_lowest_n(tmp_path):
     from vot.bench import BenchConfig, run_bench
 
-    summary = run_bench(BenchConfig(task="maze-nav-v1", policy="simulated", sketcher="oracle", strategies=["refine"],
-                                    n=[1, 4], sizes=[3], count=4, out=str(tmp_path / "run")), progress=False)
+    summary = run_bench(BenchConfig(task="maze-nav-v1", policy="simulated", sketcher="oracle", strategies=["refine", "beam"],
+                                    n=[2, 4], sizes=[3], count=4, settings={"width": 2},
+                                    out=str(tmp_path / "run")), progress=False)
     compute = summary["compute"]
-    assert compute["unit"] == "refine@1" and compute["groups"]["refine@1"]["relative"] == 1.0
+    assert compute["unit"] == "refine@2" and compute["groups"]["refine@2"]["relative"] == 1.0
     assert compute["groups"]["refine@4"]["relative"] > 1.0
+    assert compute["groups"]["beam@2"]["relative"] < 1.0  # the unit is not the cheapest group: a fixed rule, not timings

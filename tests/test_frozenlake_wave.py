@@ -88,3 +88,17 @@ def test_the_gold_chain_passes_the_consistency_verifier_and_trains_a_sketcher_en
     assert WAVE_THOUGHT in thought_corpus("frozenlake-wave")
     data = build_transitions("frozenlake-wave", [3], 4, seed=0)
     assert WAVE_THOUGHT in data[3].thoughts and len(data[3]) == len(data[3].prev) == len(data[3].next)
+
+
+def test_a_sketch_that_lost_the_goal_spreads_nothing_and_the_verifier_says_why():
+    """A misdrawn sketch (the goal painted over) must be rejected with a reason, not crash the check."""
+    from vot.chain import Chain, Step
+    from tasks.frozenlake_wave import WaveState
+
+    problem = generate_split(V1, "test", 4, 1, 0)[0]
+    state = V1.initial_state(problem)
+    lost = WaveState(tuple(row.replace("G", "F") for row in state.desc), state.agent)
+    assert spread(lost) == lost
+    chain = Chain(problem.id, V1.id, 0, [Step(WAVE_THOUGHT, sketch=V1.render(lost)), Step(WAVE_THOUGHT, sketch=V1.render(lost))])
+    reasons = ConsistencyVerifier().step_checks(problem, chain)
+    assert reasons[0] is not None and len(reasons) == 2

@@ -213,7 +213,7 @@ def test_consistency_rounds_can_also_train_the_sketcher_on_verified_transitions(
     first = kept[0][1].steps[0]
     assert np.array_equal(saved[4].next[0], np.asarray(TASK.render(TASK.read(first.sketch))))
     assert saved[4].thoughts[0] == first.thought
-    assert verified_transitions(TASK.id, []) == {}
+    assert verified_transitions([]) == {}
     with pytest.raises(ValueError, match="needs a filter with consistency"):
         improve(_tiny(tmp_path / "other", filter="vote", sketcher="default", sketcher_steps=2), log=lambda _: None)
 

@@ -93,7 +93,8 @@ def load(name_or_path: str | Path, **options):
 
 
 def make_bundle(policy_dir: str | Path, out: str | Path, *, sketcher: str = "default",
-                sketch_steps: int | None = None, max_steps: int | None = None, answer: str = "written") -> Path:
+                sketch_steps: int | None = None, max_steps: int | None = None, answer: str = "written",
+                sampling: dict | None = None) -> Path:
     """Write a bundle directory around a trained policy (copies the policy into ``out/policy``)."""
     import shutil
 
@@ -108,5 +109,6 @@ def make_bundle(policy_dir: str | Path, out: str | Path, *, sketcher: str = "def
         raise FileExistsError(f"{out} exists; choose a new directory")
     shutil.copytree(policy_dir, out / "policy", ignore=shutil.ignore_patterns("checkpoints"))
     BundleSpec(model.spec.task, sketcher=sketcher if model.spec.mode == "vot" else "blank",
-               sketch_steps=sketch_steps, answer=answer, **({"max_steps": max_steps} if max_steps else {})).save(out)
+               sketch_steps=sketch_steps, answer=answer, **({"max_steps": max_steps} if max_steps else {}),
+               **({"sampling": dict(sampling)} if sampling else {})).save(out)
     return out

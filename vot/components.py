@@ -165,14 +165,24 @@ def build_reasoner(task: str | None = None, *, policy: str = "default", sketcher
             if sketcher not in ("default", "blank"):
                 raise ValueError(f"policy {policy} reasons in text ({mode}); it takes the blank sketcher, not {sketcher!r}")
             sketcher = "blank"
-    if sketcher == "default" and choice.bundle is not None:
-        sketcher = choice.sketcher
-    # a policy imagines its own task's chains (a maze-nav-v1 policy fills dead ends on v0's problems too)
-    imagined = tasks.get(choice.task) if choice.task is not None else the_task
+    sketcher = sketcher_of(choice, sketcher)
+    imagined = tasks.get(imagined_task(choice, the_task.id))
     return Reasoner(the_policy, build_sketcher(imagined, sketcher, device),
                     max_steps=max_steps if max_steps is not None else choice.max_steps,
                     sketch_steps=sketch_steps if sketch_steps is not None else choice.sketch_steps, seed=seed,
                     answer=answer if answer is not None else choice.answer, task=imagined.id)
+
+
+def sketcher_of(choice: PolicyChoice, sketcher: str = "default") -> str:
+    """The sketcher a reasoner on ``choice`` draws with: ``sketcher``, where ``default`` means the
+    bundle's (a bare policy directory: the task's shipped one, still ``default``)."""
+    return choice.sketcher if sketcher == "default" and choice.bundle is not None else sketcher
+
+
+def imagined_task(choice: PolicyChoice, task_id: str) -> str:
+    """The task whose chains the policy writes: its own (a maze-nav-v1 policy fills dead ends on
+    v0's problems too), else ``task_id``."""
+    return choice.task if choice.task is not None else task_id
 
 
 def check_task(choice: PolicyChoice, policy: str, task_id: str) -> None:

@@ -64,7 +64,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     """Select chains with the teacher's strategy, train, bundle and measure; returns the bundle directory."""
     from vot.bundle import make_bundle
     from vot.chain import write_problem_chains
-    from vot.components import build_reasoner, reasoning_settings, resolve_policy
+    from vot.components import build_reasoner, reasoning_settings, resolve_policy, sketcher_of
     from vot.improve import train_on_chains
 
     task = tasks.get(config.task)
@@ -105,8 +105,10 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
                     seed=config.seed, chain_share=config.chain_share, gold_problems_per_size=config.gold_problems_per_size,
                     device=config.device, sketcher=config.sketcher)
     settings = reasoning_settings(config.start, task.id)  # the student reasons as its teacher's bundle does
-    bundle = make_bundle(out / "policy", out / "bundle", sketcher="default", sketch_steps=settings["sketch_steps"],
-                         max_steps=settings["max_steps"], answer=settings["answer"])
+    sampling = {k: settings[k] for k in ("temperature", "top_p") if settings[k] is not None}
+    bundle = make_bundle(out / "policy", out / "bundle", sketcher=sketcher_of(teacher, "default"),
+                         sketch_steps=settings["sketch_steps"], max_steps=settings["max_steps"], answer=settings["answer"],
+                         sampling=sampling)
     from vot.lm.card import write_card as policy_card
 
     policy_card(bundle, None)  # the policy's own card (its training lineage); the distillation is appended

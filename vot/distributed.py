@@ -84,15 +84,26 @@ class Shard:
         if self.state is not None:
             self.state.wait_for_everyone()
 
-    def gather(self, value) -> list:
-        """Every rank's ``value`` (picklable), in rank order, on every rank; ``[value]`` when alone."""
+    def gather(self, value) -> list | None:
+        """Every rank's ``value`` (picklable), in rank order, on the main process (``None`` on the
+        others); ``[value]`` when alone."""
         if self.state is None:
             return [value]
         import torch.distributed as dist
 
-        out = [None] * self.world
-        dist.all_gather_object(out, value)
+        out = [None] * self.world if self.is_main else None
+        dist.gather_object(value, out, dst=0)
         return out
+
+    def broadcast(self, value):
+        """The main process's ``value`` (picklable) on every process; ``value`` when alone."""
+        if self.state is None:
+            return value
+        import torch.distributed as dist
+
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def resume(self, out: Path, problems) -> set[str]:
         """Before resuming: the main process merges rank files a killed run left behind and compacts
@@ -118,6 +129,7 @@ def run_alone(fn, **kwargs) -> None:
     accelerate `Accelerator` made in a launched process would wait for the other processes' part
     of a data-parallel step. Raises if it fails."""
     import multiprocessing
+    import signal
 
     saved = {name: os.environ.pop(name) for name in LAUNCHER_VARIABLES if name in os.environ}
     try:
@@ -125,7 +137,18 @@ def run_alone(fn, **kwargs) -> None:
         child.start()
     finally:
         os.environ.update(saved)
-    child.join()
+
+    def stop(signum, frame):  # the launcher stops this process (another rank failed): stop the child with it
+        child.terminate()
+        child.join()
+        signal.signal(signum, previous)
+        os.kill(os.getpid(), signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        child.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if child.exitcode != 0:
         raise RuntimeError(f"{getattr(fn, '__name__', fn)} failed in its own process (exit code {child.exitcode})")
 

@@ -46,6 +46,7 @@ from tasks.splits import generate_split
 from vot.distributed import Shard, run_alone
 
 FILTER_NAMES = ("vote", "consistency", "learned", "length", "reward", "none", "gold")
+ADDED = {"sketcher_steps": 0, "sketcher_replay": 200}  # settings newer than some runs, at the values those runs had
 
 
 @dataclass
@@ -146,7 +147,8 @@ def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out
     parent = json.loads(Path(start_policy, "policy.json").read_text())  # the same shape, so every tensor carries over
     recipe = Path(start_policy, "train_config.json")
     # the parent's share of sketcher-drawn gold chains (a maze-nav policy trained on perfect ones only)
-    sketcher_share = json.loads(recipe.read_text()).get("sketcher_share", 0.2) if recipe.is_file() else 0.2
+    default_share = PolicyTrainConfig.sketcher_share
+    sketcher_share = json.loads(recipe.read_text()).get("sketcher_share", default_share) if recipe.is_file() else default_share
     return train_policy(PolicyTrainConfig(
         task=task_id, mode="vot", steps=steps, out=out, seed=seed, init_from=start_policy, chains=list(chain_files),
         chain_share=chain_share, problems_per_size=gold_problems_per_size, eval_every=10**9, eval_count=1,
@@ -184,36 +186,37 @@ def _sketcher(config: ImproveConfig, number: int) -> str:
     the one round ``number + 1`` samples with and round ``number`` is evaluated with."""
     if config.sketcher_steps and number >= 1:
         return str(Path(config.out, f"round-{number}", "sketcher"))
-    if config.sketcher != "default":
-        return config.sketcher
-    from vot.components import resolve_policy
+    from vot.components import resolve_policy, sketcher_of
 
-    choice = resolve_policy(config.start, config.task)
-    return choice.sketcher if choice.bundle is not None else "default"
+    return sketcher_of(resolve_policy(config.start, config.task), config.sketcher)
 
 
 def _imagined_task(config: ImproveConfig) -> str:
     """The task whose chains the start policy writes (another version of ``config.task`` maybe)."""
-    from vot.components import resolve_policy
+    from vot.components import imagined_task, resolve_policy
 
-    return resolve_policy(config.start, config.task).task or config.task
+    return imagined_task(resolve_policy(config.start, config.task), config.task)
 
 
-def verified_transitions(task_id: str, pairs) -> dict:
+def verified_transitions(pairs) -> dict:
     """size -> `imagegen.data.Transitions` of kept (problem, chain) pairs: each sketch read back and
-    rendered clean, from the chain's start; a chain stops contributing at an unreadable sketch."""
+    rendered clean under the rules of the task the chain was imagined under, from the chain's start; a
+    chain stops contributing at an unreadable or missing sketch."""
     import numpy as np
 
     from imagegen.data import Transitions
+    from vot.verifiers import chain_task
 
     by_size: dict[int, tuple[list, list, list]] = {}
     for problem, chain in pairs:
-        task = tasks.get(chain.task if tasks.registry.family(chain.task) == tasks.registry.family(task_id) else task_id)
+        task = tasks.get(chain_task(problem, chain))
         prev = np.asarray(task.render(task.initial_state(problem)))
         bucket = by_size.setdefault(int(problem.meta["size"]), ([], [], []))
         for step in chain.steps:
-            if step.is_answer or step.sketch is None:
+            if step.is_answer:
                 continue
+            if step.sketch is None:  # a sketch that was not kept: the next pair would span two thoughts
+                break
             try:
                 following = np.asarray(task.render(task.read(step.sketch)))
             except ValueError:
@@ -259,13 +262,16 @@ def evaluate(config: ImproveConfig, policy: str, task, sketcher: str | None = No
     accuracy = {}
     for size in eval_sizes(config, task):
         mine = shard.pick(generate_split(task, "test", size, config.eval_count, 0))
-        accuracy[str(size)] = rate([c for part in shard.gather(greedy_correct(reasoner, mine, config.batch)) for c in part]).to_json()
+        parts = shard.gather(greedy_correct(reasoner, mine, config.batch))  # None off the main process
+        if parts is not None:
+            accuracy[str(size)] = rate([c for part in parts for c in part]).to_json()
     return accuracy
 
 
 def run_round(config: ImproveConfig, number: int, log=print, shard: Shard = Shard()) -> dict:
     """Sample, filter, train and evaluate round ``number`` (1-based) into ``out/round-<number>``
-    (sampling and evaluation over the launched processes; training and writing on the main one)."""
+    (sampling and evaluation over the launched processes; training and writing on the main one,
+    whose record is the round's: the others return theirs incomplete and read ``round.json``)."""
     from vot.chain import read_problem_chains, write_problem_chains
     from vot.components import build_reasoner
     task = tasks.get(config.task)
@@ -302,7 +308,7 @@ def run_round(config: ImproveConfig, number: int, log=print, shard: Shard = Shar
                 done = f"{offset + len(chunk)}/{len(labelled)}" if shard.world == 1 else \
                     f"{offset + len(chunk)}/{len(mine)} of this process's"
                 log(f"round {number} size {size}: sampled {done} problems, kept {len(found)}")
-        parts = shard.gather((found, sampled, sampled_right))
+        parts = shard.gather((found, sampled, sampled_right)) or []  # on the main process only
         found = sorted((item for part in parts for item in part[0]), key=lambda item: item[0])  # problem order
         counts["sampled"] += sum(part[1] for part in parts)
         counts["sampled_right"] += sum(part[2] for part in parts)
@@ -314,6 +320,7 @@ def run_round(config: ImproveConfig, number: int, log=print, shard: Shard = Shar
         counts["kept_right"] += right_size
         counts["by_size"][str(size)] = {"problems": len(labelled), "kept": kept_size, "kept_right": right_size}
     sampled_seconds = time.perf_counter() - began
+    counts = shard.broadcast(counts)  # the main process's totals, so every process stops alike
     if counts["kept"] == 0:
         raise ValueError(f"round {number}: the {config.filter} filter kept no chain of {counts['problems']} problems")
     previous = [str(Path(config.out, f"round-{k}", "kept.jsonl")) for k in range(1, number)]
@@ -330,7 +337,7 @@ def run_round(config: ImproveConfig, number: int, log=print, shard: Shard = Shar
         if config.sketcher_steps:
             from imagegen.data import save_transitions
 
-            verified = verified_transitions(task.id, read_problem_chains(kept_path))
+            verified = verified_transitions(read_problem_chains(kept_path))
             save_transitions(here / "transitions.npz", verified)
             train(train_sketcher_round, config=config, number=number)
             transitions = sum(len(t) for t in verified.values())
@@ -375,9 +382,9 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     if config.sketcher_steps < 0 or config.sketcher_replay < 1:
         raise ValueError(f"--sketcher-steps must be >= 0 and the sketcher replay positive, got {config.sketcher_steps}, "
                          f"{config.sketcher_replay}")
-    if config.sketcher_steps and ("consistency" not in parse_filter(config.filter) or config.sketcher == "oracle"):
+    if config.sketcher_steps and ("consistency" not in parse_filter(config.filter) or _sketcher(config, 0) in ("oracle", "blank")):
         raise ValueError("--sketcher-steps trains the diffusion sketcher on verified sketches: it needs a filter with "
-                         "consistency (which checks every sketch) and a diffusion sketcher, not the oracle")
+                         "consistency (which checks every sketch) and a diffusion sketcher, not the oracle or blank one")
     if "learned" in parse_filter(config.filter):
         from vot.learned_verifier import shipped_dir
 
@@ -397,7 +404,7 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     saved = out / "config.json"
     if config.resume and saved.is_file():
         free = ("resume", "command", "batch")  # batching changes no result, so a run killed for memory resumes smaller
-        before = {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
+        before = ADDED | {k: v for k, v in json.loads(saved.read_text()).items() if k not in free}
         changed = sorted(k for k, v in asdict(config).items() if k not in free and before.get(k) != v)
         if changed:
             raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
