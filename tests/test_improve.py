@@ -256,3 +256,25 @@ def test_a_round_sharded_over_two_processes_matches_one(tmp_path):
         assert one[key] == two[key], key
     chains = [[(p.id, c.thoughts) for p, c in read_problem_chains(d / "round-1" / "kept.jsonl")] for d in (single, tmp_path / "sharded")]
     assert chains[0] == chains[1]
+
+
+def test_a_killed_distillation_resumes_without_sampling_again(tmp_path):
+    import shutil
+
+    from vot.distill import DistillConfig, distill
+
+    config = dict(task=TASK.id, start="maze", out=str(tmp_path / "d"), n=2, sizes=[3, 4], problems_per_size=2, steps=2,
+                  gold_problems_per_size=4, eval_count=1, eval_sizes=[4], sketcher="oracle", batch=8)
+    first = json.loads((distill(DistillConfig(**config), log=lambda _: None) / "distill.json").read_text())
+    out = tmp_path / "d"
+    selected = (out / "selected.jsonl").read_text()
+    shutil.rmtree(out / "bundle"), shutil.rmtree(out / "policy")  # killed while training
+    with (out / "selected.jsonl").open("a") as f:
+        f.write('{"torn": ')  # and a size torn while written is cut back to the finished ones
+    logged = []
+    again = json.loads((distill(DistillConfig(**config, resume=True), log=logged.append) / "distill.json").read_text())
+    assert logged[:2] == ["size 3: selected in an earlier run", "size 4: selected in an earlier run"]
+    assert (out / "selected.jsonl").read_text() == selected
+    assert (again["selected"], again["precision"]) == (first["selected"], first["precision"])
+    with pytest.raises(ValueError, match="other settings than .*\\(n\\)"):
+        distill(DistillConfig(**{**config, "n": 3}, resume=True), log=lambda _: None)

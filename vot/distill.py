@@ -11,6 +11,7 @@ greedy accuracy beside the teacher's strategy and greedy, with the compute each 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,12 @@ class DistillConfig:
     device: str = "auto"
     sketcher: str = "default"
     batch: int = 32
+    resume: bool = False  # continue a killed run in ``out``: sizes already selected are not sampled again
+
+
+def _identity(config: DistillConfig) -> dict:
+    """The settings a resumed run must share (not where it writes, how it batches or that it resumes)."""
+    return {k: v for k, v in asdict(config).items() if k not in ("out", "batch", "resume")}
 
 
 def _strategy_on(config: DistillConfig, reasoner, problems, name: str, n: int):
@@ -70,8 +77,14 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     task = tasks.get(config.task)
     config.task = task.id
     out = Path(config.out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty; choose another --out")
+    progress_path = out / "selection.json"  # the sizes whose chains ``selected.jsonl`` holds, and their counts
+    if out.exists() and any(out.iterdir()) and not (config.resume and progress_path.is_file()):
+        raise ValueError(f"{out} is not empty; choose another --out" + (" (it holds no selection to resume)" if config.resume else
+                                                                         " or pass --resume to continue it"))
+    saved = json.loads(progress_path.read_text()) if config.resume and progress_path.is_file() else None
+    if saved is not None and saved["config"] != _identity(config):
+        changed = sorted(k for k in saved["config"] if saved["config"][k] != _identity(config).get(k))
+        raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
     if min(config.n, config.problems_per_size, config.steps, config.eval_count, config.batch) < 1 or not 0 < config.chain_share <= 1:
         raise ValueError("--n, --problems, --steps and --eval-count must be positive, and the chain share in (0, 1]")
     teacher = resolve_policy(config.start, task.id)
@@ -81,8 +94,16 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     reasoner = build_reasoner(task.id, policy=str(teacher.bundle or teacher.policy_dir), sketcher=config.sketcher,
                               seed=config.seed, device=config.device)
     out.mkdir(parents=True, exist_ok=True)
-    kept_path, right, kept, total = out / "selected.jsonl", 0, 0, 0
+    kept_path = out / "selected.jsonl"
+    done = saved or {"config": _identity(config), "sizes": [], "right": 0, "kept": 0, "total": 0, "lines": 0}
+    if kept_path.exists():  # keep only the sizes finished before a kill (one line per selected chain)
+        lines = kept_path.read_text().splitlines(keepends=True)[:done["lines"]]
+        kept_path.write_text("".join(lines))
     for size in config.sizes:
+        if size in done["sizes"]:
+            log(f"size {size}: selected in an earlier run")
+            continue
+        right = kept = total = 0
         labelled = generate_split(task, "train", size, config.problems_per_size, config.seed + 5000)
         blind = [replace(p, answer=None) for p in labelled]
         results = _strategy_on(config, reasoner, blind, config.strategy, config.n)
@@ -98,9 +119,19 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
             kept += 1
             right += task.check(gold, chain.answer).correct  # measured after the fact
         write_problem_chains(kept_path, pairs)
+        done["sizes"].append(size)
+        done.update(right=done["right"] + right, kept=done["kept"] + kept, total=done["total"] + total,
+                    lines=done["lines"] + len(pairs))
+        progress_path.write_text(json.dumps(done, indent=2))
         log(f"size {size}: {config.strategy}@{config.n} selected {len(pairs)} chains of {len(labelled)} problems")
+    del reasoner  # its batch-resident caches are the largest thing held: free them before training
+    right, kept, total = done["right"], done["kept"], done["total"]
     if kept == 0:
         raise ValueError(f"{config.strategy}@{config.n} selected no chain to distil")
+    if (out / "policy").exists():
+        shutil.rmtree(out / "policy")  # killed while training: train again
+    if (out / "bundle").exists():
+        shutil.rmtree(out / "bundle")
     train_on_chains(task.id, str(teacher.policy_dir), [str(kept_path)], str(out / "policy"), steps=config.steps,
                     seed=config.seed, chain_share=config.chain_share, gold_problems_per_size=config.gold_problems_per_size,
                     device=config.device, sketcher=config.sketcher)
@@ -113,6 +144,8 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
 
     policy_card(bundle, None)  # the policy's own card (its training lineage); the distillation is appended
     sizes = list(config.eval_sizes) or sorted(set(task.in_distribution) | set(config.sizes))
+    reasoner = build_reasoner(task.id, policy=str(teacher.bundle or teacher.policy_dir), sketcher=config.sketcher,
+                              seed=config.seed, device=config.device)
     student = build_reasoner(task.id, policy=str(bundle), sketcher=config.sketcher, seed=config.seed, device=config.device)
     table = {}
     for size in sizes:
