@@ -49,6 +49,21 @@ def test_a_shipped_bundle_solves_test_problems(name):
     assert correct >= at_least, f"{name}: {correct}/12 correct at size {size}"
 
 
+def test_the_self_improved_lake_bundle_ships_beside_the_default_and_solves_larger_lakes():
+    """frozenlake-mcq-v1-improved (four consistency rounds at sizes 7-8, its card): the short names
+    still mean the default bundle; on the first 12 size-7 test lakes it solves all, the default 6."""
+    import tasks
+
+    assert resolve("frozenlake") == resolve("frozenlake-mcq-v1") == shipped()["frozenlake-mcq-v1"]
+    assert read_spec(resolve("frozenlake-mcq-v1-improved")).task == "frozenlake-mcq-v1"
+    task = tasks.get("frozenlake-mcq-v1")
+    problems = generate_split(task, "test", 7, 12)
+    solved = {name: sum(task.check(p, chains[0].answer).correct for p, chains in
+                        zip(problems, vot.load(name).run(problems, n=1, greedy=True)) if chains[0].answer)
+              for name in ("frozenlake-mcq-v1-improved", "frozenlake")}
+    assert solved["frozenlake-mcq-v1-improved"] >= 11 and solved["frozenlake"] <= 8
+
+
 def test_vot_bench_maze_defaults_to_the_shipped_bundle(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["bench", "maze", "--size", "3", "--count", "2", "--n", "1", "--strategy", "greedy",

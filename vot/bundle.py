@@ -67,7 +67,8 @@ def resolve(name_or_path: str | Path) -> Path:
         task_id = None
     if task_id is not None:
         specs = {bundle: read_spec(directory).task for bundle, directory in available.items()}
-        exact = [b for b, t in specs.items() if t == task_id]
+        exact = sorted((b != task_id, b) for b, t in specs.items() if t == task_id)  # the bundle named for the task first
+        exact = [b for _, b in exact]
         kin = sorted((tasks.registry.version(t), b) for b, t in specs.items()
                      if tasks.registry.family(t) == tasks.registry.family(task_id))
         if exact or kin:
