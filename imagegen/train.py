@@ -39,6 +39,8 @@ class SketcherTrainConfig:
     condition_noise: float = 0.0  # max strength of the perturbation of the previous sketch; see `perturb_condition`
     transitions: list[str] = field(default_factory=list)  # extra transition files (`imagegen.data.save_transitions`)
     transitions_share: float = 0.5  # share of batches drawn from them when given (the rest: gold transitions)
+    learning_rate: float | None = None  # default: the preset's (from scratch); fine-tuning wants far less
+    warmup: int | None = None  # warmup steps; default: the preset's
 
 
 def build_pipeline(environment: str, preset_name: str, seed: int = 0):
@@ -159,10 +161,12 @@ def train_sketcher(config: SketcherTrainConfig, progress: bool | None = None) ->
         parent = {"parent": json.loads(parent_config.read_text())} if parent_config.is_file() else {}
     unet, text_encoder = pipe.unet, pipe.text_encoder
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
-    optimizer = torch.optim.AdamW(parameters, lr=preset.learning_rate, weight_decay=1e-4)
+    learning_rate = config.learning_rate if config.learning_rate is not None else preset.learning_rate
+    warmup = config.warmup if config.warmup is not None else preset.warmup
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=1e-4)
     ema = EMAModel(parameters, decay=0.999, use_ema_warmup=True)
     unet, text_encoder, optimizer, schedule = run.prepare(unet, text_encoder, optimizer,
-                                                          run.cosine(optimizer, preset.warmup, steps), checkpointed=(ema,))
+                                                          run.cosine(optimizer, warmup, steps), checkpointed=(ema,))
     start = run.restore()
     (out / "train_config.json").write_text(json.dumps(
         asdict(config) | {"environment": environment, "steps": steps} | parent, indent=2))

@@ -46,6 +46,10 @@ from tasks.splits import generate_split
 from vot.distributed import Shard, run_alone
 
 FILTER_NAMES = ("vote", "consistency", "learned", "length", "reward", "none", "gold")
+# the sketcher's fine-tuning rate: 300 steps on a maze round's verified chains took the shipped maze sketcher
+# from 100% to 65% per-step fidelity at size 9 at the tiny preset's from-scratch 2e-3, and to 87% at this
+# rate (BENCHMARKS.md, session 14): a sketcher with no headroom gains nothing, so --sketcher-steps is off by default
+SKETCHER_FINE_TUNE_LR = 1e-4
 ADDED = {"sketcher_steps": 0, "sketcher_replay": 200}  # settings newer than some runs, at the values those runs had
 
 
@@ -247,7 +251,8 @@ def train_sketcher_round(config: ImproveConfig, number: int) -> Path:
         task=_imagined_task(config), preset=recipe.get("preset", "tiny"), steps=config.sketcher_steps,
         out=str(here / "sketcher"), seed=config.seed + number, problems_per_size=config.sketcher_replay, init_from=name,
         device=config.device, condition_noise=recipe.get("condition_noise", 0.0),
-        change_weight=recipe.get("change_weight", 10.0), checkpoint_every=10**9, transitions=files), progress=False)
+        change_weight=recipe.get("change_weight", 10.0), checkpoint_every=10**9, transitions=files,
+        learning_rate=SKETCHER_FINE_TUNE_LR, warmup=config.sketcher_steps // 10), progress=False)
 
 
 def evaluate(config: ImproveConfig, policy: str, task, sketcher: str | None = None, shard: Shard = Shard()) -> dict:
