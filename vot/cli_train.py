@@ -131,6 +131,8 @@ def add_improve_parsers(commands) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", required=True, help="a new directory: selected chains, the trained policy and the bundle")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out: the sizes it selected are kept")
+    p.add_argument("--train-batch", type=int, default=None,
+                   help="training batch size (default: the preset's 16; long planning chains need less memory at 4)")
     p.add_argument("--batch", type=int, default=32, help="problems run together (each with --n chains: lower it for long "
                                                         "chains, which hold memory)")
     p.set_defaults(run=_distill)
@@ -144,7 +146,8 @@ def _distill(args) -> int:
     config = DistillConfig(task=tasks.get(args.task).id, start=args.start, out=args.out, strategy=args.strategy, n=args.n,
                            verifier=args.verifier, sizes=args.sizes, problems_per_size=args.problems, steps=args.steps,
                            eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
-                           sketcher=args.sketcher, batch=args.batch, resume=args.resume)
+                           sketcher=args.sketcher, batch=args.batch, resume=args.resume,
+                           train_batch=args.train_batch)
     print(f"wrote the distilled bundle {distill(config, command=command_line())}")
     return 0
 

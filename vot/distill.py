@@ -40,12 +40,13 @@ class DistillConfig:
     device: str = "auto"
     sketcher: str = "default"
     batch: int = 32
+    train_batch: int | None = None  # training batch size (default: the preset's); lower it for long chains
     resume: bool = False  # continue a killed run in ``out``: sizes already selected are not sampled again
 
 
 def _identity(config: DistillConfig) -> dict:
     """The settings a resumed run must share (not where it writes, how it batches or that it resumes)."""
-    return {k: v for k, v in asdict(config).items() if k not in ("out", "batch", "resume")}
+    return {k: v for k, v in asdict(config).items() if k not in ("out", "batch", "resume", "train_batch")}
 
 
 def _strategy_on(config: DistillConfig, reasoner, problems, name: str, n: int):
@@ -134,7 +135,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
         shutil.rmtree(out / "bundle")
     train_on_chains(task.id, str(teacher.policy_dir), [str(kept_path)], str(out / "policy"), steps=config.steps,
                     seed=config.seed, chain_share=config.chain_share, gold_problems_per_size=config.gold_problems_per_size,
-                    device=config.device, sketcher=config.sketcher)
+                    device=config.device, sketcher=config.sketcher, batch_size=config.train_batch)
     settings = reasoning_settings(config.start, task.id)  # the student reasons as its teacher's bundle does
     sampling = {k: settings[k] for k in ("temperature", "top_p") if settings[k] is not None}
     bundle = make_bundle(out / "policy", out / "bundle", sketcher=sketcher_of(teacher, "default"),

@@ -142,10 +142,12 @@ class ChainFilter:
 
 
 def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out: str, *, steps: int, seed: int,
-                    chain_share: float, gold_problems_per_size: int, device: str, sketcher: str) -> Path:
+                    chain_share: float, gold_problems_per_size: int, device: str, sketcher: str,
+                    batch_size: int | None = None) -> Path:
     """Continue training ``start_policy`` (same shape, warm start) on the (problem, chain) files, with a
     ``1 - chain_share`` replay of gold traces of the task's training sizes: the recipe `improve` and
-    `vot.distill` share."""
+    `vot.distill` share. ``batch_size`` (default: the preset's 16) bounds memory: a batch of long planning
+    chains (maze-nav at 7-8, thousands of positions each) needed over 14 GB at 16."""
     from vot.lm.train import PolicyTrainConfig, train_policy
 
     parent = json.loads(Path(start_policy, "policy.json").read_text())  # the same shape, so every tensor carries over
@@ -157,7 +159,7 @@ def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out
         task=task_id, mode="vot", steps=steps, out=out, seed=seed, init_from=start_policy, chains=list(chain_files),
         chain_share=chain_share, problems_per_size=gold_problems_per_size, eval_every=10**9, eval_count=1,
         device=device, canvas_share=0.2, shape=parent["shape"], sketcher="default" if sketcher == "default" else None,
-        sketcher_share=sketcher_share), progress=False)
+        sketcher_share=sketcher_share, batch_size=batch_size), progress=False)
 
 
 def round_sizes(config: ImproveConfig, number: int) -> list[int]:

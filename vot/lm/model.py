@@ -126,22 +126,26 @@ class PolicyModel(nn.Module):
         return embeds.masked_scatter(slots.unsqueeze(-1), vision.to(embeds.dtype))
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                pixels: torch.Tensor | None, weights: torch.Tensor | None = None) -> torch.Tensor:
+                pixels: torch.Tensor | None, weights: torch.Tensor | None = None,
+                exact: torch.Tensor | None = None) -> torch.Tensor:
         """ids, segments, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order.
         Loss only where labels != -100 (the text the policy writes): the mean token loss, or the
-        ``weights``-weighted mean (B, L) if given."""
+        ``weights``-weighted mean (B, L) if given; plus the perception loss over the images that
+        ``exact`` (N,) marks as exact renders (all when not given)."""
         perception = torch.zeros((), device=ids.device)
         vision = None
         if pixels is not None and len(pixels):
             features = self.encoder.features(pixels)  # (N, T, width)
             vision = self.encoder.projector(features)  # (N, T, D)
-            if self.spec.shape.perception_weight:
-                scores = self.perception(features).reshape(-1, 27)  # (N * T * cells, 27)
-                perception = nn.functional.cross_entropy(scores.float(), self.cell_colours(pixels).reshape(-1))
+            seen = features if exact is None else features[exact]  # (N', T, width): targets only from exact renders
+            shown = pixels if exact is None else pixels[exact]  # (N', 3, H, W)
+            if self.spec.shape.perception_weight and len(seen):
+                scores = self.perception(seen).reshape(-1, 27)  # (N' * T * cells, 27)
+                perception = nn.functional.cross_entropy(scores.float(), self.cell_colours(shown).reshape(-1))
                 if self.spec.shape.perception_edges:
-                    edges = self.edge_perception(features).reshape(-1, 27)  # (N * T * cells * 4, 27)
+                    edges = self.edge_perception(seen).reshape(-1, 27)  # (N' * T * cells * 4, 27)
                     perception = perception + nn.functional.cross_entropy(
-                        edges.float(), self.cell_edge_colours(pixels).reshape(-1))
+                        edges.float(), self.cell_edge_colours(shown).reshape(-1))
         embeds = self.embed(ids, vision, segments)
         logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
         losses = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),

@@ -45,18 +45,23 @@ class Example:
     labels: list[int] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, 3), in order
     answer: list[bool] = field(default_factory=list)  # (L,) True on the answer's tokens
+    exact: list[bool] = field(default_factory=list)  # per image: an exact render (not a sketcher's drawing)
 
     def add(self, ids: list[int], supervised: bool, answer: bool = False) -> None:
         self.ids += ids
         self.labels += ids if supervised else [IGNORE] * len(ids)
         self.answer += [answer] * len(ids)
 
-    def add_image(self, image: np.ndarray, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> None:
-        """Slots for ``image`` padded (bottom/right) to a multiple of ``patch`` and at least ``canvas`` px."""
+    def add_image(self, image: np.ndarray, tokenizer: WordTokenizer, patch: int, canvas: int = 0,
+                  exact: bool = True) -> None:
+        """Slots for ``image`` padded (bottom/right) to a multiple of ``patch`` and at least ``canvas`` px.
+        ``exact``: the image is a task render, whose perception targets (`PolicyModel.cell_colours`)
+        are what the cells are; a sketcher's drawing is not (a cell mean near a lattice threshold flips)."""
         height, width = max(image.shape[0], canvas), max(image.shape[1], canvas)
         slots = -(-height // patch) * -(-width // patch)
         self.add([tokenizer.img] + [IMAGE_SLOT] * slots + [tokenizer.img_end], supervised=False)
         self.images.append(image)
+        self.exact.append(exact)
 
 
 def trace_style(mode: str) -> str:
@@ -94,7 +99,7 @@ def build_example(problem: Problem, mode: str, tokenizer: WordTokenizer, patch: 
         if step.action is not None and mode == "vot":
             image = sketches[i] if sketches is not None else task.render(step.state)
         steps.append((step.thought, image, step.action is None))
-    return sequence_example(problem, steps, tokenizer, patch, canvas)
+    return sequence_example(problem, steps, tokenizer, patch, canvas, sketched=sketches is not None)
 
 
 def chain_example(problem: Problem, chain, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> Example:
@@ -104,11 +109,13 @@ def chain_example(problem: Problem, chain, tokenizer: WordTokenizer, patch: int,
         raise ValueError(f"{problem.id}: chain {chain.sample} has no answer step to train on")
     # a chain that answered the plan it walked (`vot.reasoner.Reasoner` ``answer``) teaches that answer
     steps = [(chain.answer if s.is_answer and chain.answered_walked else s.thought, s.sketch, s.is_answer) for s in chain.steps]
-    return sequence_example(problem, steps, tokenizer, patch, canvas)
+    return sequence_example(problem, steps, tokenizer, patch, canvas, sketched=True)
 
 
-def sequence_example(problem: Problem, steps, tokenizer: WordTokenizer, patch: int, canvas: int = 0) -> Example:
-    """The sequence of ``problem``'s context and ``steps``, each (thought, sketch or None, is_answer)."""
+def sequence_example(problem: Problem, steps, tokenizer: WordTokenizer, patch: int, canvas: int = 0,
+                     sketched: bool = False) -> Example:
+    """The sequence of ``problem``'s context and ``steps``, each (thought, sketch or None, is_answer);
+    ``sketched``: the steps' images are a sketcher's, not exact renders (the problem's image always is)."""
     example = Example()
     example.add(context_ids(problem, tokenizer), supervised=False)
     example.add_image(np.asarray(problem.image.convert("RGB")), tokenizer, patch, canvas)
@@ -118,7 +125,7 @@ def sequence_example(problem: Problem, steps, tokenizer: WordTokenizer, patch: i
                     answer=is_answer)
         if image is not None and not is_answer:
             example.add_image(np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image),
-                              tokenizer, patch, canvas)
+                              tokenizer, patch, canvas, exact=not sketched)
     return example
 
 

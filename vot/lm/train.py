@@ -66,6 +66,7 @@ class Bucket:
     images: list[np.ndarray]  # per example: (K_i, H, W, 3) uint8
     canvas: int = 0  # pad the pixels (bottom/right, mid grey) to this side before encoding; 0: no extra padding
     weight: float = 1.0  # how often an example of this bucket is drawn, relative to the others'
+    exact: list[np.ndarray] | None = None  # per example: (K_i,) bool, the images that are exact renders
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -81,7 +82,8 @@ def _bucket(examples: list[Example], tokenizer: WordTokenizer, canvas: int = 0) 
         ids[row, :lengths[row]], labels[row, :lengths[row]] = example.ids, example.labels
         segments[row, :lengths[row]] = tokenizer.segments(example.ids)
         answer[row, :lengths[row]] = example.answer
-    return Bucket(ids, segments, labels, answer, lengths, [np.stack(e.images) for e in examples], canvas)
+    return Bucket(ids, segments, labels, answer, lengths, [np.stack(e.images) for e in examples], canvas,
+                  exact=[np.array(e.exact, dtype=bool) for e in examples])
 
 
 def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
@@ -209,7 +211,9 @@ def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, a
     if bucket.canvas:  # mid grey (0) below and to the right, as the encoder pads: (N, 3, canvas, canvas)
         pixels = torch.nn.functional.pad(pixels, (0, bucket.canvas - pixels.shape[-1], 0, bucket.canvas - pixels.shape[-2]))
     weights = torch.from_numpy(np.where(bucket.answer[index, :width], answer_weight, 1.0).astype(np.float32))
-    return ids, segments, mask, labels, pixels, weights
+    exact = torch.from_numpy(np.concatenate([bucket.exact[i] for i in index])) if bucket.exact is not None \
+        else torch.ones(len(pixels), dtype=torch.bool)  # (N,)
+    return ids, segments, mask, labels, pixels, weights, exact
 
 
 def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int = 64) -> dict:
@@ -293,9 +297,9 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     for step in run.steps(start):
         rng = np.random.default_rng([config.seed, step])
         batch = _batch(data, rng, batch_size, config.answer_weight, (config.index_shift_share, tokenizer.indices))
-        ids, segments, mask, labels, pixels, weights = (t.to(run.device) for t in batch)
+        ids, segments, mask, labels, pixels, weights, exact = (t.to(run.device) for t in batch)
         with run.accelerator.autocast():
-            loss = model(ids, segments, mask, labels, pixels, weights)
+            loss = model(ids, segments, mask, labels, pixels, weights, exact)
         run.optimizer_step(loss, model.parameters(), optimizer, schedule)
         run.record(step, loss, schedule)
         if (step + 1) % config.eval_every == 0 or step == steps - 1:
