@@ -102,6 +102,57 @@ class NavFormat:
         return steps
 
 
+class SketchRounds:
+    """A planning variant whose visual chain first repeats one imagined round (``round_thought``,
+    drawn by `sketch_round`) and then makes the moves, each a local decision on what the rounds
+    drew (`tasks.maze_fill`, `tasks.frozenlake_wave`). Mixed in before the task class; a subclass
+    gives ``round_thought``, ``round_action``, ``round_word`` (what names a round in a thought),
+    `sketch_round(state)` and `gold_rounds(state)` (the states after each of the gold chain's rounds)."""
+
+    round_thought: str
+    round_action: str
+    round_word: str
+
+    @property
+    def sketch_thoughts(self) -> tuple[str, ...]:
+        return (self.round_thought,)
+
+    def sketch_round(self, state):
+        raise NotImplementedError
+
+    def gold_rounds(self, state) -> list:
+        raise NotImplementedError
+
+    def is_sketch_thought(self, thought: str) -> bool:
+        return isinstance(thought, str) and self.round_word in thought.lower()
+
+    def imagine(self, state, thought: str):
+        if self.is_sketch_thought(thought):
+            return self.sketch_round(state)
+        return super().imagine(state, thought)
+
+    def step(self, state, action: str):
+        if action == self.round_action:
+            return self.sketch_round(state)
+        return super().step(state, action)
+
+    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
+        """Visual: the gold rounds, then the moves, then the answer. Text chain-of-thought keeps the
+        base task's chain."""
+        _check_style(style)
+        if style == "text":
+            return super().trace(problem, style)
+        state = self.initial_state(problem)
+        steps = [TraceStep(self.round_thought, self.round_action, s) for s in self.gold_rounds(state)]
+        state = steps[-1].state if steps else state
+        plan = self.gold_plan(problem)
+        for action in plan:
+            state = self.step(state, action)
+            steps.append(TraceStep(action_sentence(action), action, state))
+        steps.append(TraceStep(self.answer_text(plan), None, state))
+        return steps
+
+
 def _check_style(style: str) -> None:
     if style not in ("visual", "text"):
         raise ValueError(f"trace style must be 'visual' or 'text', got {style!r}")

@@ -23,16 +23,14 @@ colours: green, magenta, azure, at least 0.7 from each other and from every v0 c
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
 from tasks import grid
-from tasks.core import Problem, TraceStep
-from tasks.formats import _check_style
+from tasks.formats import SketchRounds
 from tasks.frozenlake import CELL_PX, KINDS, PALETTE, FrozenLakeNav, LakeState, _find
-from tasks.parsing import action_sentence
 
 WAVE_THOUGHT = "Spread the wave."
 WAVE_ACTION = "spread"
@@ -97,17 +95,23 @@ def descend(state: WaveState) -> str | None:
     return None
 
 
-def names_wave(thought: str) -> bool:
-    """Whether a thought asks for a round of the wave."""
-    return isinstance(thought, str) and "wave" in thought.lower()
-
-
-class FrozenLakeNavWave(FrozenLakeNav):
+class FrozenLakeNavWave(SketchRounds, FrozenLakeNav):
     id = "frozenlake-nav-v1"
     description = ("FrozenLake route planning (VPRL) whose visual chain floods distances from the goal, then walks "
                    "down them.")
     stream_id = "frozenlake-nav-v0"  # the same problems as v0, so the two versions are scored on one test set
-    sketch_thoughts = (WAVE_THOUGHT,)
+    round_thought, round_action, round_word = WAVE_THOUGHT, WAVE_ACTION, "wave"  # `SketchRounds`
+
+    def sketch_round(self, state: LakeState) -> WaveState:
+        return spread(state)
+
+    def gold_rounds(self, state: LakeState) -> list[WaveState]:
+        """Wave rounds until the agent's cell is marked (one per move of the shortest plan)."""
+        rounds = []
+        while not wave_done(state):
+            state = spread(state)
+            rounds.append(state)
+        return rounds
 
     def state_from_json(self, record: dict) -> WaveState:
         base = super().state_from_json(record)
@@ -119,19 +123,9 @@ class FrozenLakeNavWave(FrozenLakeNav):
             record["wave"] = [[list(cell), k] for cell, k in state.wave]
         return record
 
-    def is_sketch_thought(self, thought: str) -> bool:
-        return names_wave(thought)
-
-    def imagine(self, state: LakeState, thought: str) -> WaveState:
-        if self.is_sketch_thought(thought):
-            return spread(state)
-        return super().imagine(state, thought)
-
     def step(self, state: LakeState, action: str) -> WaveState:
-        if action == WAVE_ACTION:
-            return spread(state)
-        moved = super().step(state, action)
-        return WaveState(moved.desc, moved.agent, getattr(state, "wave", ()))
+        moved = super().step(state, action)  # a wave round, or a v0 move (which keeps the wave drawn)
+        return moved if isinstance(moved, WaveState) else WaveState(moved.desc, moved.agent, getattr(state, "wave", ()))
 
     def render(self, state: LakeState) -> Image.Image:
         n, colours = state.size, dict(getattr(state, "wave", ()))
@@ -177,21 +171,3 @@ class FrozenLakeNavWave(FrozenLakeNav):
         if len(agents) != 1:
             raise ValueError(f"expected exactly one agent in the lake image, found {len(agents)}")
         return WaveState(tuple(desc), agents[0], tuple(sorted(wave)))
-
-    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
-        """Visual: wave rounds until the agent's cell is marked, then the moves (each the one the
-        wave shows), then the answer. Text chain-of-thought keeps v0's chain."""
-        _check_style(style)
-        if style == "text":
-            return super().trace(problem, style)
-        state = self.initial_state(problem)
-        steps = []
-        while not wave_done(state):
-            state = spread(state)
-            steps.append(TraceStep(WAVE_THOUGHT, WAVE_ACTION, state))
-        plan = self.gold_plan(problem)
-        for action in plan:
-            state = self.step(state, action)
-            steps.append(TraceStep(action_sentence(action), action, state))
-        steps.append(TraceStep(self.answer_text(plan), None, state))
-        return steps

@@ -28,10 +28,8 @@ size-6 rollouts.)
 from __future__ import annotations
 
 from tasks import grid
-from tasks.core import Problem, TraceStep
-from tasks.formats import _check_style
+from tasks.formats import SketchRounds
 from tasks.maze import _COLOURS, TRAIL, MazeNav, MazeState
-from tasks.parsing import action_sentence
 
 FILLED = "X"  # filled in an earlier round
 FRESH = "N"  # filled in the latest round
@@ -69,50 +67,23 @@ def fill_dead_ends(state: MazeState) -> MazeState:
     return MazeState(layout, state.agent, state.visited, tuple(sorted((*aged, *new))))
 
 
-def names_fill(thought: str) -> bool:
-    """Whether a thought asks for a round of dead-end filling."""
-    return isinstance(thought, str) and "fill" in thought.lower()
-
-
-class MazeNavFill(MazeNav):
+class MazeNavFill(SketchRounds, MazeNav):
     id = "maze-nav-v1"
     description = ("Maze route planning (VPRL / VoT) whose visual chain fills the dead ends, then walks the one "
                    "corridor left to the goal.")
     kinds, palette = _FILL_KINDS, _FILL_PALETTE
     stream_id = "maze-nav-v0"  # the same problems as v0, so the two versions are scored on one test set
-    sketch_thoughts = (FILL_THOUGHT,)  # a thought the sketcher draws besides the moves
+    round_thought, round_action, round_word = FILL_THOUGHT, FILL_ACTION, "fill"  # `SketchRounds`
 
-    def is_sketch_thought(self, thought: str) -> bool:
-        return names_fill(thought)
+    def sketch_round(self, state: MazeState) -> MazeState:
+        return fill_dead_ends(state)
 
-    def imagine(self, state: MazeState, thought: str) -> MazeState:
-        if self.is_sketch_thought(thought):
-            return fill_dead_ends(state)
-        return super().imagine(state, thought)
-
-    def step(self, state: MazeState, action: str) -> MazeState:
-        if action == FILL_ACTION:
-            return fill_dead_ends(state)
-        return super().step(state, action)
-
-    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
-        """Visual: fill rounds until one fills nothing, then the moves, then the answer. Text
-        chain-of-thought keeps v0's chain (the moves and the cell reached, in words)."""
-        _check_style(style)
-        if style == "text":
-            return super().trace(problem, style)
-        state = self.initial_state(problem)
-        steps = []
+    def gold_rounds(self, state: MazeState) -> list[MazeState]:
+        """Fill rounds until one fills nothing (that last round included)."""
+        rounds = []
         while True:
             filled = fill_dead_ends(state)
-            steps.append(TraceStep(FILL_THOUGHT, FILL_ACTION, filled))
-            done = filled_cells(filled) == filled_cells(state)
+            rounds.append(filled)
+            if filled_cells(filled) == filled_cells(state):
+                return rounds
             state = filled
-            if done:
-                break
-        plan = self.gold_plan(problem)
-        for action in plan:
-            state = self.step(state, action)
-            steps.append(TraceStep(action_sentence(action), action, state))
-        steps.append(TraceStep(self.answer_text(plan), None, state))
-        return steps
