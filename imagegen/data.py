@@ -21,6 +21,7 @@ ENVIRONMENTS = {
     "minibehavior": ("minibehavior-mcq-v0", "minibehavior-nav-v0"),
     "maze-fill": ("maze-nav-v1",),  # moves plus dead-end filling (tasks.maze_fill)
     "frozenlake-wave": ("frozenlake-nav-v1",),  # moves plus the distance wave from the goal (tasks.frozenlake_wave)
+    "minibehavior-wave": ("minibehavior-nav-v1",),  # moves, pick up, drop plus the two-layer wave (tasks.minibehavior_wave)
 }  # the tasks whose transitions train each sketcher (kept as trained, so its command reproduces); the last is the navigation task
 ALSO_SKETCHED = {"maze-mcq-v1": "maze", "frozenlake-mcq-v1": "frozenlake", "minibehavior-mcq-v1": "minibehavior"}
 

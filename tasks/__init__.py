@@ -21,10 +21,12 @@ from tasks.registry import get, names, register
 
 from tasks.frozenlake_wave import FrozenLakeNavWave
 from tasks.maze_fill import MazeNavFill
+from tasks.minibehavior_wave import MiniBehaviorNavWave
 from tasks.v1 import FrozenLakeMCQv1, MazeMCQv1, MiniBehaviorMCQv1
 
 for _task in (MazeMCQ(), MazeNav(), FrozenLakeMCQ(), FrozenLakeNav(), MiniBehaviorMCQ(), MiniBehaviorNav(),
-              MazeMCQv1(), FrozenLakeMCQv1(), MiniBehaviorMCQv1(), MazeNavFill(), FrozenLakeNavWave()):
+              MazeMCQv1(), FrozenLakeMCQv1(), MiniBehaviorMCQv1(), MazeNavFill(), FrozenLakeNavWave(),
+              MiniBehaviorNavWave()):
     register(_task)
 
 try:  # the gymnasium env id; minigrid is imported only when the env is made
