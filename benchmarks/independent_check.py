@@ -16,6 +16,9 @@ action sequences and its own simulators for the labels:
   moves apart; the gold plan is this script's breadth-first route.
 - minibehavior: rooms with a random table rectangle; plans to fetch the printer and drop it on the
   table with random actions mixed in, cut short, or followed by more actions; classes balanced.
+- frozenlake-nav and minibehavior-nav: the same lakes and rooms; the task's gold plan must be one of
+  this script's shortest (its own breadth-first search, over (agent, printer) pairs for rooms) and
+  reach the goal under its own rules (and gymnasium's, for lakes).
 
 Problems are built through the public API (``from_layout``) and each label is also checked against
 the task's own answer; a disagreement stops the script. Then the bundle runs greedy on these
@@ -364,9 +367,67 @@ def room_problem(rng: np.random.Generator, n: int, task) -> tuple:
         return problem, "A" if want else "B"
 
 
+def room_plan_length(n, table, agent, printer) -> int | None:
+    """Fewest actions that install the printer: breadth-first over (agent, printer) pairs under this
+    script's rules (`_room_move`), with no knowledge of how a plan is shaped."""
+    seen, todo = {(agent, printer): 0}, deque([(agent, printer)])
+    while todo:
+        pair = todo.popleft()
+        if pair[1] is not None and pair[1] in table:
+            return seen[pair]
+        for action in ROOM_ACTIONS:
+            nxt = _room_move(n, table, *pair, action)
+            if nxt not in seen:
+                seen[nxt] = seen[pair] + 1
+                todo.append(nxt)
+    return None
+
+
+def _checked_plan(problem, length, follow, what: str) -> tuple:
+    """A planning problem whose gold plan this script checks: valid under its own simulator (``follow``
+    returns whether the plan reaches the goal) and exactly as long as its own shortest ``length``."""
+    plan = [a.strip().lower().replace("go ", "") for a in problem.answer.removeprefix("The answer is:").split(".") if a.strip()]
+    if len(plan) != length or not follow(plan):
+        raise AssertionError(f"{what}: the task's plan {problem.answer!r} is not one of this script's shortest ({length})")
+    return problem, problem.answer
+
+
+def nav_room_problem(rng: np.random.Generator, n: int, task) -> tuple:
+    """Rooms as in `room_problem` (tables of 1-2 rows by 1-3 columns, anywhere inside); the gold plan
+    must be a shortest plan by this script's own search (ties are the task's to break)."""
+    while True:
+        h, w = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        if rng.random() < 0.5:
+            h, w = w, h
+        if h > n - 2 or w > n - 2:
+            continue
+        r0, c0 = int(rng.integers(1, n - h)), int(rng.integers(1, n - w))
+        table = {(r, c) for r in range(r0, r0 + h) for c in range(c0, c0 + w)}
+        floor = [(r, c) for r in range(1, n - 1) for c in range(1, n - 1) if (r, c) not in table]
+        agent, printer = (floor[int(i)] for i in rng.choice(len(floor), size=2, replace=False))
+        length = room_plan_length(n, table, agent, printer)
+        if length is None:
+            continue
+        layout = {"size": n, "table": sorted([list(c) for c in table]), "printer": list(printer), "agent": list(agent)}
+        problem = task.from_layout(layout, meta={"source": "independent_check"})
+        return _checked_plan(problem, length, lambda plan: room_installed(n, table, agent, printer, plan), "room")
+
+
+def nav_lake_problem(rng: np.random.Generator, n: int, task) -> tuple:
+    """Lakes from `lake_map` (hole density 0.15-0.4, S and G anywhere); the gold plan must be a shortest
+    safe route by this script's own search and reach the goal under its own and gymnasium's rules."""
+    rows = lake_map(rng, n)
+    start = next((r, row.index("S")) for r, row in enumerate(rows) if "S" in row)
+    length = len(lake_route(rows, start, lambda cell: _tile(rows, cell) == "G"))
+    problem = task.from_layout(rows, meta={"source": "independent_check"})
+    return _checked_plan(problem, length, lambda plan: lake_outcome(rows, plan) == "A" == gymnasium_outcome(rows, plan),
+                         f"lake {rows}")
+
+
 SOURCES = {"maze": ("maze-mcq-v1", maze_problem), "maze-nav": ("maze-nav-v1", nav_maze_problem),
-           "frozenlake": ("frozenlake-mcq-v1", lake_problem),
-           "minibehavior": ("minibehavior-mcq-v1", room_problem)}
+           "frozenlake": ("frozenlake-mcq-v1", lake_problem), "frozenlake-nav": ("frozenlake-nav-v0", nav_lake_problem),
+           "minibehavior": ("minibehavior-mcq-v1", room_problem),
+           "minibehavior-nav": ("minibehavior-nav-v1", nav_room_problem)}
 
 
 def independent_problems(family: str, sizes, count: int, seed: int = 2026, task_id: str | None = None) -> list:

@@ -3,14 +3,10 @@ import numpy as np
 import pytest
 
 import tasks
-from imagegen import OracleSketcher
-from imagegen.data import build_transitions, thought_corpus
 from tasks import grid
 from tasks.frozenlake import _goal_distances
 from tasks.frozenlake_wave import WAVE_THOUGHT, descend, spread
 from tasks.splits import generate_split
-from vot.policy import SimulatedPolicy
-from vot.reasoner import Reasoner
 from vot.verifiers import ConsistencyVerifier
 
 V1, V0 = tasks.get("frozenlake-nav-v1"), tasks.get("frozenlake-nav-v0")
@@ -75,19 +71,6 @@ def test_reading_refuses_an_image_without_exactly_one_agent():
     two[free[0] * 8:free[0] * 8 + 8, free[1] * 8:free[1] * 8 + 8] = (1, 0, 0)  # a second agent, as v0 draws one on the start
     with pytest.raises(ValueError, match="found 2"):
         V1.read(grid.to_image(two))
-
-
-def test_the_gold_chain_passes_the_consistency_verifier_and_trains_a_sketcher_environment():
-    problems = generate_split(V1, "test", 5, 3, 0)
-    chains = [pool[0] for pool in Reasoner(SimulatedPolicy(error_rate=0.0), OracleSketcher(V1), max_steps=64,
-                                            answer="walked").run(problems, 1)]
-    for problem, chain in zip(problems, chains):
-        assert any(s.thought == WAVE_THOUGHT for s in chain.steps)
-        assert ConsistencyVerifier().step_checks(problem, chain) == [None] * len(chain.steps)
-        assert V1.check(problem, chain.answer).correct
-    assert WAVE_THOUGHT in thought_corpus("frozenlake-wave")
-    data = build_transitions("frozenlake-wave", [3], 4, seed=0)
-    assert WAVE_THOUGHT in data[3].thoughts and len(data[3]) == len(data[3].prev) == len(data[3].next)
 
 
 def test_a_sketch_that_lost_the_goal_spreads_nothing_and_the_verifier_says_why():

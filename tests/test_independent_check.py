@@ -53,3 +53,21 @@ def test_length_bins():
     assert [length_bin(k) for k in (1, 4, 5, 8, 9, 16, 17, 40)] == ["1-4", "1-4", "5-8", "5-8", "9-16", "9-16", "17+", "17+"]
     with pytest.raises(ValueError):
         length_bin(0)
+
+
+@pytest.mark.parametrize("family,sizes", [("minibehavior-nav", [5, 7, 8]), ("frozenlake-nav", [3, 5, 8])])
+def test_planning_sources_check_the_tasks_plans_by_their_own_search_and_repeat_per_seed(family, sizes):
+    problems = independent_problems(family, sizes, 12, seed=7)  # raises unless each gold plan is one of the script's shortest
+    assert len({p.id for p in problems}) == len(problems) and {p.meta["source"] for p in problems} == {"independent_check"}
+    assert [p.id for p in independent_problems(family, sizes, 12, seed=7)] == [p.id for p in problems]
+    assert [p.id for p in independent_problems(family, sizes, 12, seed=8)] != [p.id for p in problems]
+
+
+def test_the_room_search_carries_the_printer_through_its_own_cell():
+    from independent_check import room_installed, room_plan_length
+
+    # agent (2, 1), printer (2, 2), table (2, 4): pick up, then walk through the printer's cell to (2, 3)
+    table = {(2, 4)}
+    assert room_plan_length(7, table, (2, 1), (2, 2)) == 4
+    assert room_installed(7, table, (2, 1), (2, 2), ["pick up", "right", "right", "drop"])
+    assert not room_installed(7, table, (2, 1), (2, 2), ["right", "pick up", "drop"])  # the printer blocks the move

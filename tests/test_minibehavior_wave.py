@@ -3,15 +3,10 @@ import numpy as np
 import pytest
 
 import tasks
-from imagegen import OracleSketcher
-from imagegen.data import build_transitions, thought_corpus
 from tasks import grid
 from tasks.minibehavior import _plan_distance
 from tasks.minibehavior_wave import CARRY, EMPTY, WAVE_THOUGHT, WaveRoom, descend, spread, wave_done
 from tasks.splits import generate_split
-from vot.policy import SimulatedPolicy
-from vot.reasoner import Reasoner
-from vot.verifiers import ConsistencyVerifier
 
 V1, V0 = tasks.get("minibehavior-nav-v1"), tasks.get("minibehavior-nav-v0")
 
@@ -101,19 +96,6 @@ def test_reading_refuses_an_image_without_exactly_one_agent():
         V1.read(grid.to_image(gone))
     with pytest.raises(ValueError, match="one agent"):
         V1.read(grid.to_image(np.ones_like(image)))
-
-
-def test_the_gold_chain_passes_the_consistency_verifier_and_trains_a_sketcher_environment():
-    problems = generate_split(V1, "test", 7, 3, 0)
-    chains = [pool[0] for pool in Reasoner(SimulatedPolicy(error_rate=0.0), OracleSketcher(V1), max_steps=64,
-                                            answer="walked").run(problems, 1)]
-    for problem, chain in zip(problems, chains):
-        assert any(s.thought == WAVE_THOUGHT for s in chain.steps)
-        assert ConsistencyVerifier().step_checks(problem, chain) == [None] * len(chain.steps)
-        assert V1.check(problem, chain.answer).correct
-    assert WAVE_THOUGHT in thought_corpus("minibehavior-wave")
-    data = build_transitions("minibehavior-wave", [7], 3, seed=0)
-    assert WAVE_THOUGHT in data[7].thoughts and len(data[7]) == len(data[7].prev) == len(data[7].next)
 
 
 def test_picking_up_clears_the_wave_and_an_invalid_action_keeps_it():
