@@ -321,3 +321,20 @@ def test_perception_targets_come_only_from_exact_renders():
     with torch.no_grad():
         every, inputs_only = model(*batch, torch.ones_like(exact)), model(*batch, torch.zeros_like(exact))
     assert float(every) > float(inputs_only) > 0  # the perception term is dropped where no image is exact
+
+
+def test_a_run_trains_on_the_sizes_it_is_given_and_its_card_says_so(tmp_path):
+    from vot.lm.card import _command
+    from vot.lm.train import build_data, training_sizes
+    from vot.lm.sequences import corpus
+    from vot.lm.tokenizer import WordTokenizer
+
+    config = _config(tmp_path / "unused", sketcher=None, sizes=[4], problems_per_size=3)
+    task = tasks.get(config.task)
+    assert training_sizes(config) == (4,) and training_sizes(_config(tmp_path / "x")) == task.in_distribution
+    tokenizer = WordTokenizer.train(corpus(generate_split(task, "train", 4, 4)))
+    assert set(build_data(config, tokenizer, 16, 3, lambda record: None)) == {"4"}
+    assert " --sizes 4,5 " in _command({"task": task.id, "mode": "vot", "preset": "tiny", "steps": 5, "sizes": [4, 5], "out": "o"})
+    with pytest.raises(ValueError, match="size must be an integer"):
+        train_policy(_config(tmp_path / "bad", sizes=[99]), progress=False)
+    assert not (tmp_path / "bad").exists()  # refused before anything was written

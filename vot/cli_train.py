@@ -53,6 +53,9 @@ def add_train_parser(commands) -> None:
                         "fewer than 1,500)")
     p.add_argument("--stop-at-accuracy", type=float, default=None,
                    help="finish early once greedy validation accuracy reaches this (e.g. 1.0)")
+    p.add_argument("--sizes", type=_integers("sizes"), default=None,
+                   help="comma-separated training sizes (default: the task's in-distribution sizes); greedy validation "
+                        "stays on the in-distribution sizes. Smaller problems make shorter, cheaper chains")
     p.set_defaults(run=_train_policy)
 
     p = which.add_parser("sketcher", help="the diffusion sketcher on transitions: vot train sketcher --task maze")
@@ -186,7 +189,7 @@ def _train_policy(args) -> int:
                                stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
                                init_from=args.init_from, index_shift_share=args.index_shift_share,
                                eval_count=args.eval_count, problems_per_size=args.problems_per_size,
-                               shape=_shape_overrides(args))
+                               sizes=args.sizes, shape=_shape_overrides(args))
     print(f"saved the policy to {train_policy(config)}")
     return 0
 

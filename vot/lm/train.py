@@ -35,6 +35,7 @@ class PolicyTrainConfig:
     out: str = "checkpoints/policy"
     seed: int = 0
     problems_per_size: int | None = None  # default: the preset's
+    sizes: list[int] | None = None  # training sizes (default: the task's in-distribution sizes; validation stays on those)
     sketcher: str | None = "default"  # sketcher for vot-mode rollouts ("default", a path, or None for gold only)
     sketcher_share: float = 0.2  # the CLI's default too
     eval_every: int = 500
@@ -108,6 +109,17 @@ def sketcher_rollouts(problems, sketcher, seed: int) -> list[list]:
     return out
 
 
+def training_sizes(config: PolicyTrainConfig) -> tuple[int, ...]:
+    """The sizes a run trains on: ``config.sizes`` (a curriculum of smaller problems, for chains whose
+    rules are local) or the task's in-distribution sizes."""
+    task = tasks.get(config.task)
+    if not config.sizes:
+        return tuple(task.in_distribution)
+    for size in config.sizes:
+        task.check_size(size)
+    return tuple(int(size) for size in config.sizes)
+
+
 def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, problems_per_size: int,
                log) -> dict[str, Bucket]:
     """Buckets keyed ``"<size>"``, plus ``"<size>+<e>"`` for the ``canvas_share`` of problems whose
@@ -123,7 +135,7 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
 
         sketcher = load_sketcher(task.id if config.sketcher == "default" else config.sketcher)
     data = {}
-    for size in task.in_distribution:
+    for size in training_sizes(config):
         problems = generate_split(task, "train", size, problems_per_size, config.seed)
         imagined = {}
         if sketcher is not None:
@@ -258,6 +270,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         missing = [path for path in config.chains if not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"no chain file {missing[0]}")
+    training_sizes(config)  # a size the task does not accept fails here, before anything is written
     preset = get_policy_preset(config.preset)
     steps = config.steps or preset.steps
     per_size = config.problems_per_size or preset.problems_per_size
