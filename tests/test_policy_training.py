@@ -337,4 +337,6 @@ def test_a_run_trains_on_the_sizes_it_is_given_and_its_card_says_so(tmp_path):
     assert " --sizes 4,5 " in _command({"task": task.id, "mode": "vot", "preset": "tiny", "steps": 5, "sizes": [4, 5], "out": "o"})
     with pytest.raises(ValueError, match="size must be an integer"):
         train_policy(_config(tmp_path / "bad", sizes=[99]), progress=False)
+    with pytest.raises(ValueError, match="distinct train problems"):
+        train_policy(_config(tmp_path / "bad", task="maze-nav-v0", sizes=[2], problems_per_size=50), progress=False)
     assert not (tmp_path / "bad").exists()  # refused before anything was written

@@ -270,10 +270,11 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         missing = [path for path in config.chains if not Path(path).is_file()]
         if missing:
             raise FileNotFoundError(f"no chain file {missing[0]}")
-    training_sizes(config)  # a size the task does not accept fails here, before anything is written
     preset = get_policy_preset(config.preset)
     steps = config.steps or preset.steps
     per_size = config.problems_per_size or preset.problems_per_size
+    for size in training_sizes(config):  # a size the task refuses, or lacks problems for, fails before anything is written
+        generate_split(task, "train", size, per_size, config.seed)
     run = TrainingRun(config.out, steps=steps, description=f"policy {task.id}/{config.mode}/{config.preset}",
                       resume=config.resume, device=config.device, checkpoint_every=config.checkpoint_every,
                       stop_after=config.stop_after, progress=progress)
