@@ -136,19 +136,25 @@ class SketchRounds:
             return self.sketch_round(state)
         return super().step(state, action)
 
+    def plan_phases(self, plan: list[str]) -> list[list[str]]:
+        """The gold plan cut where the chain imagines rounds again (each phase starts with rounds):
+        one phase by default."""
+        return [plan]
+
     def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
-        """Visual: the gold rounds, then the moves, then the answer. Text chain-of-thought keeps the
-        base task's chain."""
+        """Visual: for each phase of the gold plan (`plan_phases`), the gold rounds, then its actions;
+        then the answer. Text chain-of-thought keeps the base task's chain."""
         _check_style(style)
         if style == "text":
             return super().trace(problem, style)
-        state = self.initial_state(problem)
-        steps = [TraceStep(self.round_thought, self.round_action, s) for s in self.gold_rounds(state)]
-        state = steps[-1].state if steps else state
+        state, steps = self.initial_state(problem), []
         plan = self.gold_plan(problem)
-        for action in plan:
-            state = self.step(state, action)
-            steps.append(TraceStep(action_sentence(action), action, state))
+        for phase in self.plan_phases(plan):
+            steps += [TraceStep(self.round_thought, self.round_action, s) for s in self.gold_rounds(state)]
+            state = steps[-1].state if steps else state
+            for action in phase:
+                state = self.step(state, action)
+                steps.append(TraceStep(action_sentence(action), action, state))
         steps.append(TraceStep(self.answer_text(plan), None, state))
         return steps
 

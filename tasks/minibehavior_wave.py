@@ -28,7 +28,7 @@ BENCHMARKS.md). Here the chain computes the breadth-first distance to "installed
 Drawing: a room without marks is drawn as in v0. With marks, every cell is one flat colour (wall,
 floor, table or a wave colour), and the agent (black) and the printer lying on the floor (grey) are
 squares in the centre of their cells, so the colour under them stays visible; no grey square means
-the agent carries the printer. Wave colours: six of the {0, .5, 1}^3 lattice, at least 0.71 from each
+the agent carries the printer. Wave colours: six of the {0, .5, 1}^3 lattice, at least 0.707 from each
 other, from the wall, floor and table colours and from both squares (v0's red, magenta and blue are
 0.5 from some of them, which is why the squares take other colours).
 """
@@ -40,10 +40,8 @@ import numpy as np
 from PIL import Image
 
 from tasks import grid
-from tasks.formats import SketchRounds, _check_style
-from tasks.core import Problem, TraceStep
-from tasks.minibehavior import CELL_PX, KINDS, PALETTE, MiniBehaviorNav, RoomState, _inside
-from tasks.parsing import action_sentence
+from tasks.formats import SketchRounds
+from tasks.minibehavior import CELL_PX, KINDS, MAX_SIZE, MIN_SIZE, PALETTE, MiniBehaviorNav, RoomState, _inside
 
 WAVE_THOUGHT = "Spread the wave."
 WAVE_ACTION = "spread"
@@ -74,6 +72,8 @@ class WaveRoom(RoomState):
 
 
 def _with_wave(state: RoomState, marks: dict) -> WaveRoom:
+    """``state`` with these marks (none once the printer is installed: the chain is over)."""
+    marks = {} if state.installed else marks
     return WaveRoom(state.size, state.table, state.agent, state.printer,
                     tuple(sorted((cell, layer, k) for cell, (layer, k) in marks.items())))
 
@@ -150,30 +150,15 @@ class MiniBehaviorNavWave(SketchRounds, MiniBehaviorNav):
             rounds.append(state)
         return rounds
 
-    def trace(self, problem: Problem, style: str = "visual") -> list[TraceStep]:
-        """Visual: rounds, the moves to the printer and the pick up, rounds again, the moves to the table
-        and the drop, then the answer (the gold plan). Text chain-of-thought keeps v0's chain."""
-        _check_style(style)
-        if style == "text":
-            return MiniBehaviorNav.trace(self, problem, style)
-        plan = self.gold_plan(problem)
+    def plan_phases(self, plan: list[str]) -> list[list[str]]:
+        """To the pick up, then the rest: picking up clears the wave, and the carrying wave is spread anew."""
         split = plan.index("pick up") + 1 if "pick up" in plan else len(plan)
-        state, steps = self.initial_state(problem), []
-        for part in (plan[:split], plan[split:]):
-            if not part:
-                continue
-            steps += [TraceStep(self.round_thought, self.round_action, s) for s in self.gold_rounds(state)]
-            state = steps[-1].state if steps else state
-            for action in part:
-                state = self.step(state, action)
-                steps.append(TraceStep(action_sentence(action), action, state))
-        steps.append(TraceStep(self.answer_text(plan), None, state))
-        return steps
+        return [part for part in (plan[:split], plan[split:]) if part]
 
     def step(self, state: RoomState, action: str) -> WaveRoom:
+        moved = super().step(state, action)  # a wave round (`SketchRounds`), or v0's action
         if action == self.round_action:
-            return spread(state)
-        moved = MiniBehaviorNav.step(self, state, action)
+            return moved
         if moved is state:  # an invalid action changes nothing
             return state if isinstance(state, WaveRoom) else _with_wave(state, {})
         keep = action in grid.NEIGHBOURS  # picking up or dropping starts a fresh wave
@@ -181,7 +166,12 @@ class MiniBehaviorNavWave(SketchRounds, MiniBehaviorNav):
 
     def state_from_json(self, record: dict) -> WaveRoom:
         base = super().state_from_json(record)
-        return _with_wave(base, {tuple(cell): (int(layer), int(k)) for cell, layer, k in record.get("wave", [])})
+        marks = {}
+        for entry in record.get("wave", []):
+            if not (isinstance(entry, (list, tuple)) and len(entry) == 3 and entry[1] in (CARRY, EMPTY) and entry[2] in (0, 1, 2)):
+                raise ValueError(f"a wave entry is [[row, column], layer 0 or 1, distance mod 3], got {entry!r}")
+            marks[tuple(entry[0])] = (int(entry[1]), int(entry[2]))
+        return _with_wave(base, marks)
 
     def state_to_json(self, state: RoomState) -> dict:
         record = super().state_to_json(state)
@@ -209,6 +199,9 @@ class MiniBehaviorNavWave(SketchRounds, MiniBehaviorNav):
 
     def read(self, image: Image.Image) -> WaveRoom:
         """The nearer (by re-render) of two readings: a room drawn as in v0, or one with a wave."""
+        n = grid.grid_size_from_image(image, CELL_PX)
+        if not MIN_SIZE <= n <= MAX_SIZE:
+            raise ValueError(f"a MiniBehavior room image is {MIN_SIZE}-{MAX_SIZE} cells of {CELL_PX} px a side, got {n} cells")
         readings, errors = [], []
         for reader in (lambda: _with_wave(super(MiniBehaviorNavWave, self).read(image), {}), lambda: self._read_marked(image)):
             try:
@@ -216,7 +209,7 @@ class MiniBehaviorNavWave(SketchRounds, MiniBehaviorNav):
             except ValueError as error:
                 errors.append(error)
         if not readings:
-            raise errors[-1]
+            raise ValueError(f"not a room drawn as in v0 ({errors[0]}) nor one with a wave ({errors[1]})")
         pixels = grid.to_array(image)
 
         def misfit(state: WaveRoom) -> float:

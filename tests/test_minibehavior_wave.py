@@ -72,8 +72,8 @@ def test_the_carrying_front_leads_and_the_empty_handed_layer_starts_at_the_print
         before, state = state, spread(state)
         old = before.marks() if isinstance(before, WaveRoom) else {}
         for cell, (layer, _) in state.marks().items():
-            if layer == EMPTY and cell not in old:  # an empty-handed mark replaces a carrying one of the round before
-                assert old.get(cell, (None,))[0] == CARRY
+            if layer == EMPTY and old.get(cell, (None,))[0] != EMPTY:  # a new empty-handed mark replaces
+                assert old.get(cell, (None,))[0] == CARRY  # a carrying one of the round before
         assert state.printer not in {c for c, (layer, _) in state.marks().items() if layer == EMPTY}
 
 
@@ -105,4 +105,22 @@ def test_picking_up_clears_the_wave_and_an_invalid_action_keeps_it():
     assert picked.state.carrying and picked.state.wave == ()
     marked = next(s.state for s in trace if s.state.wave)
     bump = next((d for d in grid.NEIGHBOURS if not V1.is_valid(marked, d)), "drop")
-    assert V1.step(marked, bump) == marked
+    assert V1.step(marked, bump) == marked and V1.step(marked, "drop") == marked  # nothing to drop: nothing changes
+    far = next(s.state for s in trace if s.state.wave and not V1.is_valid(s.state, "pick up"))
+    assert V1.step(far, "pick up") == far  # a pick up away from the printer keeps the wave
+    near = next(s.state for p in generate_split(V1, "test", 7, 40, seed=5) for s in V1.trace(p)
+                if s.state.wave and not wave_done(s.state) and V1.is_valid(s.state, "pick up"))  # starts by the printer
+    early = V1.step(near, "pick up")  # picked up before the wave reached the agent: the wave starts afresh
+    assert early.carrying and early.wave == () and np.array_equal(np.asarray(V1.render(early)),
+                                                                 np.asarray(V0.render(V0.step(near, "pick up"))))
+
+
+def test_an_installed_printer_carries_no_marks_and_bad_wave_records_are_refused():
+    problem = generate_split(V1, "test", 7, 1, seed=6)[0]
+    done = V1.trace(problem)[-1].state
+    assert done.installed and done.wave == () and V1.read(V1.render(done)) == done
+    record = V1.state_to_json(spread(V1.initial_state(problem)))
+    with pytest.raises(ValueError, match="wave entry"):
+        V1.state_from_json(record | {"wave": [[[1, 1], 2, 0]]})
+    with pytest.raises(ValueError, match="5-12 cells"):
+        V1.read(grid.to_image(np.ones((13 * 8, 13 * 8, 3), dtype=np.float32)))

@@ -113,8 +113,10 @@ def training_sizes(config: PolicyTrainConfig) -> tuple[int, ...]:
     """The sizes a run trains on: ``config.sizes`` (a curriculum of smaller problems, for chains whose
     rules are local) or the task's in-distribution sizes."""
     task = tasks.get(config.task)
-    if not config.sizes:
+    if config.sizes is None:
         return tuple(task.in_distribution)
+    if not config.sizes:
+        raise ValueError("sizes is empty; give at least one training size, or None for the in-distribution sizes")
     for size in config.sizes:
         task.check_size(size)
     return tuple(int(size) for size in config.sizes)
