@@ -153,5 +153,5 @@ def test_shipped_bundles_resolve_by_task_name_to_the_current_version_or_its_fami
     assert resolve("frozenlake-nav") == names["frozenlake-nav"]
     assert resolve("maze-nav") == resolve("maze-nav-v0") == resolve("maze-nav-v1") == names["maze-nav"]
     assert read_spec(names["maze-nav"]).task == "maze-nav-v1"
-    with pytest.raises(ValueError, match="no bundle 'minibehavior-nav'"):
-        resolve("minibehavior-nav")
+    assert resolve("minibehavior-nav") == resolve("minibehavior-nav-v1") == names["minibehavior-nav"]
+    assert read_spec(names["minibehavior-nav"]).task == "minibehavior-nav-v1"
