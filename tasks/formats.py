@@ -105,9 +105,10 @@ class NavFormat:
 class SketchRounds:
     """A planning variant whose visual chain first repeats one imagined round (``round_thought``,
     drawn by `sketch_round`) and then makes the moves, each a local decision on what the rounds
-    drew (`tasks.maze_fill`, `tasks.frozenlake_wave`). Mixed in before the task class; a subclass
-    gives ``round_thought``, ``round_action``, ``round_word`` (what names a round in a thought),
-    `sketch_round(state)` and `gold_rounds(state)` (the states after each of the gold chain's rounds)."""
+    drew (`tasks.maze_fill`, `tasks.frozenlake_wave`, `tasks.minibehavior_wave`). Mixed in before the
+    task class; a subclass gives ``round_thought``, ``round_action``, ``round_word`` (what names a round
+    in a thought), `sketch_round(state)` and `rounds_done(state)`, or its own `gold_rounds(state)` (the
+    states after each of the gold chain's rounds)."""
 
     round_thought: str
     round_action: str
@@ -120,8 +121,17 @@ class SketchRounds:
     def sketch_round(self, state):
         raise NotImplementedError
 
-    def gold_rounds(self, state) -> list:
+    def rounds_done(self, state) -> bool:
+        """Whether the gold chain stops imagining rounds at ``state`` (for the default `gold_rounds`)."""
         raise NotImplementedError
+
+    def gold_rounds(self, state) -> list:
+        """The states after each gold round: rounds until `rounds_done` (none if it already is)."""
+        rounds = []
+        while not self.rounds_done(state):
+            state = self.sketch_round(state)
+            rounds.append(state)
+        return rounds
 
     def is_sketch_thought(self, thought: str) -> bool:
         return isinstance(thought, str) and self.round_word in thought.lower()

@@ -105,13 +105,9 @@ class FrozenLakeNavWave(SketchRounds, FrozenLakeNav):
     def sketch_round(self, state: LakeState) -> WaveState:
         return spread(state)
 
-    def gold_rounds(self, state: LakeState) -> list[WaveState]:
+    def rounds_done(self, state) -> bool:
         """Wave rounds until the agent's cell is marked (one per move of the shortest plan)."""
-        rounds = []
-        while not wave_done(state):
-            state = spread(state)
-            rounds.append(state)
-        return rounds
+        return wave_done(state)
 
     def state_from_json(self, record: dict) -> WaveState:
         base = super().state_from_json(record)

@@ -142,13 +142,9 @@ class MiniBehaviorNavWave(SketchRounds, MiniBehaviorNav):
     def sketch_round(self, state: RoomState) -> WaveRoom:
         return spread(state)
 
-    def gold_rounds(self, state: RoomState) -> list[WaveRoom]:
+    def rounds_done(self, state) -> bool:
         """Wave rounds until the agent's layer reaches the agent."""
-        rounds = []
-        while not wave_done(state):
-            state = spread(state)
-            rounds.append(state)
-        return rounds
+        return wave_done(state)
 
     def plan_phases(self, plan: list[str]) -> list[list[str]]:
         """To the pick up, then the rest: picking up clears the wave, and the carrying wave is spread anew."""
