@@ -274,6 +274,8 @@ def test_a_card_command_keeps_the_shape_flags():
               "index_shift_share": 0.5, "shape": {"patch": 8, "perception_edges": True}}
     assert _command(config).endswith(" --steps 5 --edge-perception --patch 8 --out o")
     assert " --patch" not in _command(config | {"shape": {"patch": 16}})
+    with_context = config | {"shape": {"patch": 8, "perception_edges": True, "perception_context": True}}
+    assert _command(with_context).endswith(" --edge-perception --context-perception --patch 8 --out o")
 
 
 def test_validation_of_a_planning_policy_also_scores_the_plans_its_chains_walked():

@@ -198,3 +198,44 @@ def test_edge_perception_names_the_walls_and_trains_its_own_head():
                  torch.tensor([example.labels]), images)
     loss.backward()
     assert model.edge_perception.weight.grad is not None and model.edge_perception.weight.grad.abs().sum() > 0
+
+
+def test_context_perception_names_the_four_neighbours_and_starts_as_the_policy_without_it():
+    task = tasks.get("minibehavior-nav-v1")
+    problem = task.generate(np.random.default_rng(3), 6)
+    tokenizer = WordTokenizer.train(corpus([problem]))
+    shape = dict(TINY, patch=8, perception_edges=True)
+    plain = PolicyModel(PolicySpec(task.id, "vot", PolicyShape(**shape)), tokenizer)
+    model = PolicyModel(PolicySpec(task.id, "vot", PolicyShape(perception_context=True, **shape)), tokenizer)
+    from vision_encoder.patch import images_to_pixels
+
+    pixels = images_to_pixels([task.render(task.trace(problem)[0].state)])  # (1, 3, 48, 48): 6x6 tokens, one cell each
+    own = model.cell_colours(pixels).reshape(6, 6)
+    around = model.neighbour_colours(pixels).reshape(6, 6, 4)
+    for r in range(6):
+        for c in range(6):
+            expected = [own[r - 1, c] if r else -100, own[r + 1, c] if r < 5 else -100,
+                        own[r, c - 1] if c else -100, own[r, c + 1] if c < 5 else -100]
+            assert [int(v) for v in around[r, c]] == [int(v) for v in expected], (r, c)
+    assert len(set(own.flatten().tolist())) >= 4  # walls, floor, wave colours: a test that can tell neighbours apart
+
+    # A warm start from the policy without the neighbourhood convolution sees exactly what it saw.
+    missing, unexpected = model.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and {k.split(".")[0] for k in missing} == {"encoder", "context_perception"}
+    assert torch.equal(model.encoder(pixels), plain.encoder(pixels))
+
+    example = build_example(problem, "vot", tokenizer, model.spec.shape.patch)
+    ids = torch.tensor([example.ids])
+    images = torch.from_numpy(np.stack(example.images)).permute(0, 3, 1, 2).float() / 127.5 - 1  # (N, 3, H, W)
+    loss = model(ids, torch.tensor([tokenizer.segments(example.ids)]), torch.ones_like(ids),
+                 torch.tensor([example.labels]), images)
+    loss.backward()
+    stem = model.encoder.vision.embeddings.patch_embeddings.projection
+    assert stem[3].weight.grad.abs().sum() > 0 and model.context_perception.weight.grad.abs().sum() > 0
+
+
+def test_the_neighbourhood_convolution_needs_a_stem():
+    from vision_encoder.patch import PatchEncoder, vision_config
+
+    with pytest.raises(ValueError, match="stem"):
+        PatchEncoder(vision_config("vit", patch_size=8), dim=16, stem=None, context=True)

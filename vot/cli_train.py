@@ -40,6 +40,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--edge-perception", action="store_true",
                    help="train the encoder to also name the colour of each cell's border lines (maze walls); "
                         "a shape option, so a warm start from a policy without it adds a fresh head")
+    p.add_argument("--context-perception", action="store_true",
+                   help="give each vision token its neighbouring patches (a 3x3 convolution after the stem, zero at the "
+                        "start) and train it to name their colours; a shape option, fresh in a warm start")
     p.add_argument("--patch", type=int, default=None, choices=[8, 16],
                    help="pixels a side per vision token: 16 (the preset's) groups 2x2 task cells, 8 gives each cell its "
                         "own token (4x the image tokens; a maze move reads one cell's walls)")
@@ -196,7 +199,9 @@ def _train_policy(args) -> int:
 
 def _shape_overrides(args) -> dict | None:
     """The `PolicyShape` fields the policy flags set (None: the preset's shape)."""
-    shape = ({"perception_edges": True} if args.edge_perception else {}) | ({"patch": args.patch} if args.patch else {})
+    shape = (({"perception_edges": True} if args.edge_perception else {})
+             | ({"perception_context": True} if args.context_perception else {})
+             | ({"patch": args.patch} if args.patch else {}))
     return shape or None
 
 

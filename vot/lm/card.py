@@ -105,10 +105,11 @@ def _extra_flags(config: dict) -> str:
              "index_shift_share", "problems_per_size", "seed", "init_from", "sizes")
     defaults = {f.name: f.default for f in fields(PolicyTrainConfig) if f.name in flags}
     used = {key: config.get(key, BEFORE_THE_FLAG.get(key, default)) for key, default in defaults.items()}
-    shape = config.get("shape") or {}  # the shape options that are flags (`vot train policy --patch/--edge-perception`)
+    shape = config.get("shape") or {}  # the shape options that are flags (`vot train policy --patch/--edge-perception/--context-perception`)
     written = {key: ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value for key, value in used.items()}
     return ("".join(f" --{key.replace('_', '-')} {written[key]}" for key, default in defaults.items() if used[key] != default)
             + (" --edge-perception" if shape.get("perception_edges") else "")
+            + (" --context-perception" if shape.get("perception_context") else "")
             + (f" --patch {shape['patch']}" if shape.get("patch", 16) != 16 else ""))
 
 

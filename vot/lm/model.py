@@ -39,6 +39,7 @@ class PolicyShape:
     stem: int | None = 8  # a convolutional stem reading 8-px cells (None: the plain patch convolution)
     perception_weight: float = 1.0  # auxiliary loss: each vision feature names its cells' colours
     perception_edges: bool = False  # ... and the colours of each cell's four border lines (maze walls)
+    perception_context: bool = False  # each token also sees its neighbouring patches and names their colours
 
     def decoder_config(self, vocab_size: int, tokenizer: WordTokenizer):
         common = dict(vocab_size=vocab_size, hidden_size=self.hidden, intermediate_size=self.hidden * 2,
@@ -91,7 +92,7 @@ class PolicyModel(nn.Module):
         self.decoder = AutoModelForCausalLM.from_config(shape.decoder_config(len(tokenizer), tokenizer))
         config = vision_config(shape.vision, hidden_size=shape.vision_hidden, layers=shape.vision_layers,
                                heads=shape.vision_heads, patch_size=shape.patch, image_size=4 * shape.patch)
-        self.encoder = PatchEncoder(config, dim=shape.hidden, pad=True, stem=shape.stem)
+        self.encoder = PatchEncoder(config, dim=shape.hidden, pad=True, stem=shape.stem, context=shape.perception_context)
         # Segment embeddings: the k-th stated action and the k-th thought share embedding k (0 elsewhere),
         # so "which stated action comes next" is one attention hop (see vot.lm.sequences).
         self.segments = nn.Embedding(MAX_INDEX + 1, shape.hidden)
@@ -108,6 +109,12 @@ class PolicyModel(nn.Module):
         # log-prob per move, BENCHMARKS.md "Planning from verifiable reward").
         if shape.perception_edges:
             self.edge_perception = nn.Linear(shape.vision_hidden, (shape.patch // self.cell) ** 2 * 4 * 27)
+        # Neighbour perception: the colours of the cells of the four patches above, below, left and
+        # right, which the stem's neighbourhood convolution brings into each token. A room move
+        # compares the agent's cell with its neighbours; the decoder alone gathered them from tokens
+        # one row apart and lost 28 points from 7- to 8-cell rooms (BENCHMARKS.md, session 16).
+        if shape.perception_context:
+            self.context_perception = nn.Linear(shape.vision_hidden, (shape.patch // self.cell) ** 2 * 4 * 27)
 
     @property
     def device(self) -> torch.device:
@@ -146,6 +153,10 @@ class PolicyModel(nn.Module):
                     edges = self.edge_perception(seen).reshape(-1, 27)  # (N' * T * cells * 4, 27)
                     perception = perception + nn.functional.cross_entropy(
                         edges.float(), self.cell_edge_colours(shown).reshape(-1))
+                if self.spec.shape.perception_context:
+                    around = self.context_perception(seen).reshape(-1, 27)  # (N' * T * 4 * cells, 27)
+                    perception = perception + nn.functional.cross_entropy(
+                        around.float(), self.neighbour_colours(shown).reshape(-1), ignore_index=-100)
         embeds = self.embed(ids, vision, segments)
         logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
         losses = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
@@ -177,6 +188,18 @@ class PolicyModel(nn.Module):
         ids = ids.reshape(n, 4, height // c, width // c).movedim(1, -1)  # (N, h, w, 4)
         by_patch = self._by_patch(ids)  # (N, T, cells, 4)
         return by_patch.reshape(n, by_patch.shape[1], -1)
+
+    def neighbour_colours(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) in [-1, 1] -> (N, T, 4 * cells per patch): the `cell_colours` of the patches
+        above, below, left of and right of each patch (in that order), -100 beyond the image."""
+        ids = self.cell_colours(pixels)  # (N, T, k*k)
+        n, _, cells = ids.shape
+        padded_height, padded_width = self._padded(pixels).shape[-2:]
+        rows, cols = padded_height // self.spec.shape.patch, padded_width // self.spec.shape.patch
+        grid = nn.functional.pad(ids.reshape(n, rows, cols, cells).movedim(-1, 1), (1, 1, 1, 1), value=-100)  # (N, k*k, rows+2, cols+2)
+        around = torch.stack([grid[:, :, :-2, 1:-1], grid[:, :, 2:, 1:-1], grid[:, :, 1:-1, :-2], grid[:, :, 1:-1, 2:]],
+                             dim=1)  # (N, 4, k*k, rows, cols)
+        return around.permute(0, 3, 4, 1, 2).reshape(n, rows * cols, 4 * cells)
 
     def _padded(self, pixels: torch.Tensor) -> torch.Tensor:
         patch = self.spec.shape.patch
