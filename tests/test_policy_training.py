@@ -170,12 +170,12 @@ def test_canvas_padding_gives_larger_token_grids_that_match_their_slots(tmp_path
     from vot.lm.sequences import corpus
     from vot.lm.tokenizer import WordTokenizer
     from vot.lm.model import PolicyShape, PolicySpec
-    from vot.lm.train import _batch, build_data
+    from vot.lm.train import _batch, build_data, training_problems
 
     config = _config(tmp_path / "unused", sketcher=None, canvas_share=0.7, problems_per_size=12)
     task = tasks.get(config.task)
     tokenizer = WordTokenizer.train(corpus(generate_split(task, "train", 3, 4)) + corpus(generate_split(task, "train", 6, 4)))
-    data = build_data(config, tokenizer, 16, 12, lambda record: None)
+    data = build_data(config, tokenizer, 16, training_problems(config, 12), lambda record: None)
     assert {"3", "3+1", "3+2"} <= set(data) and sum(len(b) for b in data.values()) == 12 * len(task.in_distribution)
     assert data["3+2"].canvas == 32 + 2 * 16 and data["3"].canvas == 0  # 24-px images: 2x2 tokens, padded to 4x4
     model = PolicyModel(PolicySpec(task.id, "vot", PolicyShape(**TINY)), tokenizer)
@@ -327,7 +327,7 @@ def test_perception_targets_come_only_from_exact_renders():
 
 def test_a_run_trains_on_the_sizes_it_is_given_and_its_card_says_so(tmp_path):
     from vot.lm.card import _command
-    from vot.lm.train import build_data, training_sizes
+    from vot.lm.train import build_data, training_problems, training_sizes
     from vot.lm.sequences import corpus
     from vot.lm.tokenizer import WordTokenizer
 
@@ -335,7 +335,7 @@ def test_a_run_trains_on_the_sizes_it_is_given_and_its_card_says_so(tmp_path):
     task = tasks.get(config.task)
     assert training_sizes(config) == (4,) and training_sizes(_config(tmp_path / "x")) == task.in_distribution
     tokenizer = WordTokenizer.train(corpus(generate_split(task, "train", 4, 4)))
-    assert set(build_data(config, tokenizer, 16, 3, lambda record: None)) == {"4"}
+    assert set(build_data(config, tokenizer, 16, training_problems(config, 3), lambda record: None)) == {"4"}
     assert " --sizes 4,5 " in _command({"task": task.id, "mode": "vot", "preset": "tiny", "steps": 5, "sizes": [4, 5], "out": "o"})
     with pytest.raises(ValueError, match="size must be an integer"):
         train_policy(_config(tmp_path / "bad", sizes=[99]), progress=False)

@@ -19,6 +19,7 @@ import torch
 
 import tasks
 from imagegen.trainer import TrainingRun, latest_checkpoint, step_of
+from tasks.core import Problem
 from tasks.splits import generate_split
 from vot.lm.model import PolicyModel, PolicyShape, PolicySpec
 from vot.lm.presets import get_policy_preset
@@ -122,9 +123,16 @@ def training_sizes(config: PolicyTrainConfig) -> tuple[int, ...]:
     return tuple(int(size) for size in config.sizes)
 
 
-def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, problems_per_size: int,
-               log) -> dict[str, Bucket]:
-    """Buckets keyed ``"<size>"``, plus ``"<size>+<e>"`` for the ``canvas_share`` of problems whose
+def training_problems(config: PolicyTrainConfig, problems_per_size: int) -> dict[int, list[Problem]]:
+    """The train-split problems of every `training_sizes` size; raises for a size the task refuses
+    or lacks ``problems_per_size`` distinct problems for."""
+    task = tasks.get(config.task)
+    return {size: generate_split(task, "train", size, problems_per_size, config.seed) for size in training_sizes(config)}
+
+
+def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int,
+               problems_by_size: dict[int, list[Problem]], log) -> dict[str, Bucket]:
+    """Buckets of ``problems_by_size`` (`training_problems`) keyed ``"<size>"``, plus ``"<size>+<e>"`` for the ``canvas_share`` of problems whose
     images are padded by ``e`` in {1, 2} extra patches a side. The padding shows the policy grids of
     vision tokens larger than the in-distribution sizes give (a 9x9 room is a 5x5 grid of tokens where
     7-8 are 4x4); without it the shipped minibehavior policy of session 2 broke on every larger room."""
@@ -137,8 +145,7 @@ def build_data(config: PolicyTrainConfig, tokenizer: WordTokenizer, patch: int, 
 
         sketcher = load_sketcher(task.id if config.sketcher == "default" else config.sketcher)
     data = {}
-    for size in training_sizes(config):
-        problems = generate_split(task, "train", size, problems_per_size, config.seed)
+    for size, problems in problems_by_size.items():
         imagined = {}
         if sketcher is not None:
             chosen = [i for i in range(len(problems)) if rng.random() < config.sketcher_share]
@@ -275,8 +282,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     preset = get_policy_preset(config.preset)
     steps = config.steps or preset.steps
     per_size = config.problems_per_size or preset.problems_per_size
-    for size in training_sizes(config):  # a size the task refuses, or lacks problems for, fails before anything is written
-        generate_split(task, "train", size, per_size, config.seed)
+    train_problems = training_problems(config, per_size)  # a bad size fails here, before anything is written
     run = TrainingRun(config.out, steps=steps, description=f"policy {task.id}/{config.mode}/{config.preset}",
                       resume=config.resume, device=config.device, checkpoint_every=config.checkpoint_every,
                       stop_after=config.stop_after, progress=progress)
@@ -305,7 +311,7 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
         asdict(config) | {"steps": steps, "problems_per_size": per_size, "shape": shape, "batch_size": batch_size}
         | ({"parent": json.loads(parent.read_text())} if config.init_from and parent.is_file() else {}), indent=2))
     began = time.perf_counter()
-    data = build_data(config, tokenizer, spec.shape.patch, per_size, run.log)
+    data = build_data(config, tokenizer, spec.shape.patch, train_problems, run.log)
     val = [p for size in task.in_distribution for p in generate_split(task, "val", size, config.eval_count, config.seed)]
     run.log({"event": "data", "examples": {s: len(b) for s, b in data.items()}, "data_seconds": round(time.perf_counter() - began, 1)})
     raw = run.accelerator.unwrap_model(model)
