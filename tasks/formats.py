@@ -136,6 +136,12 @@ class SketchRounds:
     def is_sketch_thought(self, thought: str) -> bool:
         return isinstance(thought, str) and self.round_word in thought.lower()
 
+    def drawn_move(self, state) -> str | None:
+        """The action the chain's own rule reads off the rounds drawn in ``state`` (a wave's
+        descent), or None where the rule gives none (before the rounds reach the agent, or a chain
+        without such a rule). The `procedure` verifier holds a chain's moves to it."""
+        return None
+
     def imagine(self, state, thought: str):
         if self.is_sketch_thought(thought):
             return self.sketch_round(state)

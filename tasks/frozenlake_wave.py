@@ -105,6 +105,10 @@ class FrozenLakeNavWave(SketchRounds, FrozenLakeNav):
     def sketch_round(self, state: LakeState) -> WaveState:
         return spread(state)
 
+    def drawn_move(self, state) -> str | None:
+        """The wave's descent from the agent's cell (`descend`), once the wave has reached it."""
+        return descend(state) if self.rounds_done(state) and getattr(state, "wave", None) else None
+
     def rounds_done(self, state) -> bool:
         """Wave rounds until the agent's cell is marked (one per move of the shortest plan)."""
         return wave_done(state)

@@ -142,6 +142,10 @@ class MiniBehaviorNavWave(SketchRounds, MiniBehaviorNav):
     def sketch_round(self, state: RoomState) -> WaveRoom:
         return spread(state)
 
+    def drawn_move(self, state) -> str | None:
+        """The wave's descent from the agent's cell (`descend`), once the wave has reached it."""
+        return descend(state) if self.rounds_done(state) and getattr(state, "wave", None) else None
+
     def rounds_done(self, state) -> bool:
         """Wave rounds until the agent's layer reaches the agent."""
         return wave_done(state)

@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="greedy,best_of_n,self_consistency,refine,compute_optimal",
                    help="comma-separated: greedy, best_of_n, weighted_best_of_n, self_consistency, beam, dvts, refine, adaptive, "
                         "sketch_search, compute_optimal")
-    p.add_argument("--verifier", default="consistency", help="selection verifier: consistency or confidence")
+    p.add_argument("--verifier", default="consistency", help="selection verifier: consistency, procedure (consistency, and moves must follow the "
+                        "rounds the sketches drew), confidence or learned")
     p.add_argument("--n", type=_integers("chains per problem (--n)"), default=[4], help="chains per problem, e.g. 1,4,16 (sampling strategies: the largest, subsampled)")
     p.add_argument("--set", type=_settings, default={}, help="strategy settings, e.g. width=4,rounds=2,sketch_candidates=4; "
                         "strategy.key=value sets one strategy only (compute_optimal.budget=3)")

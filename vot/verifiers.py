@@ -187,6 +187,24 @@ class ConsistencyVerifier(Verifier):
         return None if task.is_goal(problem, state) else "the last sketch is not at the goal"
 
 
+class ProcedureVerifier(ConsistencyVerifier):
+    """`ConsistencyVerifier`, and a move must also be the one the chain's own rule reads off the
+    rounds its sketches drew (`tasks.formats.SketchRounds.drawn_move`: a wave's descent). It
+    catches a legal move that leaves the drawn wave, which the consistency check passes until the
+    plan later runs into a wall (most failed room plans). It reads only the sketches, never the gold
+    plan; on a task without such a rule it is the consistency verifier."""
+
+    label = "procedure"
+
+    def _move_check(self, task, problem, state, thought, position):
+        reason, after = super()._move_check(task, problem, state, thought, position)
+        drawn = task.drawn_move(state) if reason is None and hasattr(task, "drawn_move") else None
+        action = (parse_actions(thought, task.actions) or [None])[0]
+        if drawn is not None and action != drawn:
+            reason = f"the drawn rounds show {drawn!r}; the thought says {action!r}"
+        return reason, after  # a legal move still moves: its sketch is checked against the move it made
+
+
 def _differs(task, seen, expected) -> str:
     """Why a readable sketch is wrong, in words (the task's ``describe`` where it has one)."""
     try:
@@ -219,6 +237,7 @@ def learned(model_dir=None, **kwargs) -> Verifier:
 learned.label = "learned"
 
 VERIFIERS = {"vote": VoteVerifier, "confidence": ConfidenceVerifier, "consistency": ConsistencyVerifier,
+             "procedure": ProcedureVerifier,
              "learned": learned, "oracle": OracleVerifier}
 
 
