@@ -80,6 +80,39 @@ def test_a_snapshot_keeps_its_past_while_the_parent_writes_on():
     np.testing.assert_allclose(again.logprobs, first.logprobs, atol=1e-5)
 
 
+def test_a_rewound_chain_takes_its_earlier_snapshots_along():
+    """Refinement rewinds a chain to a snapshot and keeps the snapshots before it. Once the
+    rewound chain copies its prefix, those snapshots read the copy, so the replaced chain's
+    slot is released with it, and they still continue exactly as before."""
+    model = _model()
+    problem = _problems("maze-mcq-v0", 1)[0]
+
+    def three_steps():
+        policy = SmallPolicy(model, max_thought_tokens=6, seed=0)
+        [parent] = policy.begin([problem], [0], greedy=True)
+        snapshots = []
+        for step in range(3):
+            snapshots.append(policy.fork(parent, 100 + step))
+            policy.think([parent])
+            policy.observe([parent], [problem.image], None)
+        return policy, parent, snapshots
+
+    policy, _, snapshots = three_steps()
+    before = policy.think([policy.fork(snapshots[1], 5)])[0]
+    policy, parent, snapshots = three_steps()
+    retry, kept = policy.fork(snapshots[2], 7), snapshots[:2]
+    policy.think([retry])
+    assert retry.slot is not parent.slot
+    assert all(s.slot is retry.slot for s in kept)
+    assert snapshots[2].slot is parent.slot  # as long as the copy: it stays
+    del parent, snapshots
+    gc.collect()
+    assert policy.cache.used == 1
+    after = policy.think([policy.fork(kept[1], 5)])[0]
+    assert after.text == before.text
+    np.testing.assert_allclose(after.logprobs, before.logprobs, atol=1e-5)
+
+
 def test_forks_fed_together_get_their_own_slots():
     model = _model()
     policy = SmallPolicy(model, max_thought_tokens=5, seed=0, temperature=3.0)

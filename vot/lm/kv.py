@@ -10,7 +10,9 @@ Forks share. A fork is a second context on the same slot at the same length. A c
 in place only at and after its own length, and only while no other live context on the slot is
 longer (`SlotCache.writable`); otherwise it first copies its prefix to a fresh slot. So a
 refinement snapshot or a beam fork costs nothing until it is fed, and the parent's prefix is never
-overwritten. A slot is released when the last context holding it is garbage collected.
+overwritten. The copy takes along every sharer strictly shorter than the copied prefix (their
+positions are the same there), so a rewound chain's earlier snapshots do not pin the slot of the
+chain it replaced. A slot is released when the last context holding it is garbage collected.
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ class SlotCache:
         """A fresh slot (its contents are garbage until written)."""
         free = [i for i, owner in enumerate(self.owners) if owner is None]
         if not free:
-            self.reserve(2 * self.slots + 1, self.capacity)
+            self.reserve(self.slots + 1, self.capacity)  # grows by half, in chunks
             free = [i for i, owner in enumerate(self.owners) if owner is None]
         slot = Slot(self, free[0])
         self.owners[free[0]] = weakref.ref(slot)
@@ -108,10 +110,19 @@ class SlotCache:
             fresh = self.allocate()
             self.reserve(self.slots, context.length)
             self.copy_prefix(context.slot, fresh, context.length)
-            slot.sharers.discard(context)
-            context.slot = slot = fresh
-            slot.sharers.add(context)
+            # the context and every sharer strictly shorter move: their prefixes are fresh's too
+            # (a sharer as long may be another writer of this call, so it stays)
+            for other in [context] + [o for o in slot.sharers if o.length < context.length]:
+                slot.sharers.discard(other)
+                other.slot = fresh
+                fresh.sharers.add(other)
+            slot = fresh
         claimed.add(id(slot))
+
+    def needs_copy(self, context) -> bool:
+        """Whether `writable` may give ``context`` a fresh slot (no slot yet, or a longer sharer)."""
+        slot = context.slot
+        return slot is None or any(other.length > context.length for other in slot.sharers if other is not context)
 
     def arrange(self, slots: Sequence[Slot]) -> None:
         """Move the distinct ``slots`` into indices 0..len(slots)-1 (in any order), swapping out

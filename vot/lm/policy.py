@@ -212,7 +212,11 @@ class SmallPolicy:
     def _claim(self, contexts: Sequence[LMContext]) -> list[int]:
         """Give every context a slot it may append to, in rows 0..B-1; returns, for each row,
         the index into ``contexts`` of the context there."""
-        fresh = sum(1 for c in contexts if c.slot is None or len(c.slot.sharers) > 1)  # at most this many new slots
+        seen: set[int] = set()
+        fresh = 0  # at most this many new slots: no slot, a longer sharer, or a slot twice in the call
+        for c in contexts:
+            fresh += self.cache.needs_copy(c) or id(c.slot) in seen
+            seen.add(id(c.slot))
         self.cache.reserve(self.cache.used + fresh, max(c.length for c in contexts) + 1)
         claimed: set[int] = set()
         for context in contexts:
