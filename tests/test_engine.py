@@ -159,3 +159,19 @@ def test_sketches_kept_on_the_device_give_the_chains_of_the_pil_path():
                 assert (s.sketch is None) == (t.sketch is None)
                 if s.sketch is not None:
                     assert np.array_equal(np.asarray(s.sketch), np.asarray(t.sketch))
+
+
+def test_a_new_set_of_chains_gives_back_the_last_sets_cache():
+    model = _model()
+    policy = SmallPolicy(model, max_thought_tokens=5, seed=0, temperature=0)
+    problems = _problems("maze-mcq-v0", 9)
+    contexts = policy.begin(problems, [0] * 9)
+    first = policy.think(contexts)[0].text
+    assert policy.cache.slots == 16  # 9 slots, in chunks of 8
+    with pytest.raises(RuntimeError, match="9 slots are held"):
+        policy.cache.clear()
+    del contexts
+    gc.collect()
+    [again] = policy.begin(problems[:1], [0])
+    assert (policy.cache.slots, policy.cache.used) == (8, 1)  # cleared, then one chunk for the one chain
+    assert policy.think([again])[0].text == first  # the same chain as before the clear

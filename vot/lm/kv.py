@@ -12,7 +12,9 @@ longer (`SlotCache.writable`); otherwise it first copies its prefix to a fresh s
 refinement snapshot or a beam fork costs nothing until it is fed, and the parent's prefix is never
 overwritten. The copy takes along every sharer strictly shorter than the copied prefix (their
 positions are the same there), so a rewound chain's earlier snapshots do not pin the slot of the
-chain it replaced. A slot is released when the last context holding it is garbage collected.
+chain it replaced. A slot is released when the last context holding it is garbage collected; when
+none is held, `clear` gives the memory back (the policy does so as it begins a new set of chains, so a
+run's cache is as large as its largest batch needs, not its whole history).
 """
 from __future__ import annotations
 
@@ -78,6 +80,14 @@ class SlotCache:
         if index < len(self.owners):
             self.owners[index] = None
 
+    def clear(self) -> None:
+        """Free the whole tensor; only while no context holds a slot."""
+        if self.used:
+            raise RuntimeError(f"clear() while {self.used} slots are held")
+        layers, two, heads, dim = self.shape
+        self.data = torch.zeros(layers, two, 0, heads, 0, dim, device=self.device, dtype=self.dtype)
+        self.owners, self.extent = [], []
+
     def reserve(self, slots: int, length: int) -> None:
         """Grow (in chunks) to hold at least ``slots`` slots of ``length`` positions."""
         if slots <= self.slots and length <= self.capacity:
@@ -89,6 +99,7 @@ class SlotCache:
         data = torch.zeros(layers, two, new_slots, heads, new_capacity, dim, device=self.device, dtype=self.dtype)
         data[:, :, :self.slots, :, :self.capacity] = self.data
         self.data = data
+        del data
         self.owners += [None] * (new_slots - len(self.owners))
         self.extent += [0] * (new_slots - len(self.extent))
 

@@ -106,6 +106,8 @@ class SmallPolicy:
             contexts.append(LMContext(problem, chain_seed(self.seed, problem.id, lineage),
                                       greedy or self.temperature == 0, lineage))
         if contexts:
+            if self.cache.used == 0:
+                self.cache.clear()  # the last set of chains is gone: give its memory back
             vision = self._encode_each([p.image for p in problems])
             self._feed_chunks(contexts, [context_ids(c.problem, self.tokenizer) + [self.tokenizer.img] for c in contexts],
                               vision, [[self.tokenizer.index(1)] for _ in contexts])
