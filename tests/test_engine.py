@@ -175,3 +175,21 @@ def test_a_new_set_of_chains_gives_back_the_last_sets_cache():
     [again] = policy.begin(problems[:1], [0])
     assert (policy.cache.slots, policy.cache.used) == (8, 1)  # cleared, then one chunk for the one chain
     assert policy.think([again])[0].text == first  # the same chain as before the clear
+
+
+def test_slots_of_contexts_in_reference_cycles_are_reused_before_the_pool_grows():
+    model = _model()
+    policy = SmallPolicy(model, max_thought_tokens=5, seed=0, temperature=0)
+    problems = _problems("maze-mcq-v0", 8)
+    contexts = policy.begin(problems, [0] * 8)
+    for context in contexts:
+        context.cycle = context  # as finished chains' contexts can be: only the collector frees them
+    assert policy.cache.slots == 8
+    gc.disable()
+    try:
+        del contexts, context
+        assert policy.cache.used == 8
+        policy.cache.allocate()  # no free slot: collect the cycles first, then take one of theirs
+    finally:
+        gc.enable()
+    assert policy.cache.slots == 8

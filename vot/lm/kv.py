@@ -18,6 +18,7 @@ run's cache is as large as its largest batch needs, not its whole history).
 """
 from __future__ import annotations
 
+import gc
 import weakref
 from typing import Sequence
 
@@ -68,13 +69,19 @@ class SlotCache:
     # --- slots ----------------------------------------------------------------------------------
     def allocate(self) -> Slot:
         """A fresh slot (its contents are garbage until written)."""
-        free = [i for i, owner in enumerate(self.owners) if owner is None]
+        free = self._free()
+        if not free:
+            gc.collect()  # contexts of finished chains can sit in reference cycles: free their slots first
+            free = self._free()
         if not free:
             self.reserve(self.slots + 1, self.capacity)  # grows by half, in chunks
-            free = [i for i, owner in enumerate(self.owners) if owner is None]
+            free = self._free()
         slot = Slot(self, free[0])
         self.owners[free[0]] = weakref.ref(slot)
         return slot
+
+    def _free(self) -> list[int]:
+        return [i for i, owner in enumerate(self.owners) if owner is None or owner() is None]
 
     def _release(self, index: int) -> None:
         if index < len(self.owners):

@@ -14,6 +14,7 @@ flag per token (whether any row is still open) and reads the tokens at the end o
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -106,6 +107,8 @@ class SmallPolicy:
             contexts.append(LMContext(problem, chain_seed(self.seed, problem.id, lineage),
                                       greedy or self.temperature == 0, lineage))
         if contexts:
+            if self.cache.used:
+                gc.collect()  # finished chains' contexts can sit in reference cycles
             if self.cache.used == 0:
                 self.cache.clear()  # the last set of chains is gone: give its memory back
             vision = self._encode_each([p.image for p in problems])
