@@ -12,7 +12,8 @@ longer (`SlotCache.writable`); otherwise it first copies its prefix to a fresh s
 refinement snapshot or a beam fork costs nothing until it is fed, and the parent's prefix is never
 overwritten. The copy takes along every sharer strictly shorter than the copied prefix (their
 positions are the same there), so a rewound chain's earlier snapshots do not pin the slot of the
-chain it replaced. A slot is released when the last context holding it is garbage collected; when
+chain it replaced. A slot is released when the last context holding it is garbage collected (contexts can sit in
+reference cycles, so the pool runs the collector before it grows); when
 none is held, `clear` gives the memory back (the policy does so as it begins a new set of chains, so a
 run's cache is as large as its largest batch needs, not its whole history).
 """
