@@ -61,7 +61,7 @@ class SlotCache:
     @property
     def used(self) -> int:
         """Slots held by live contexts."""
-        return sum(1 for owner in self.owners if owner is not None and owner() is not None)
+        return len(self.owners) - len(self._free())
 
     @property
     def capacity(self) -> int:
@@ -82,6 +82,7 @@ class SlotCache:
         return slot
 
     def _free(self) -> list[int]:
+        """Indices no live context holds (released, or its handle already collected)."""
         return [i for i, owner in enumerate(self.owners) if owner is None or owner() is None]
 
     def _release(self, index: int) -> None:
@@ -107,7 +108,6 @@ class SlotCache:
         data = torch.zeros(layers, two, new_slots, heads, new_capacity, dim, device=self.device, dtype=self.dtype)
         data[:, :, :self.slots, :, :self.capacity] = self.data
         self.data = data
-        del data
         self.owners += [None] * (new_slots - len(self.owners))
         self.extent += [0] * (new_slots - len(self.extent))
 
