@@ -181,7 +181,8 @@ def test_canvas_padding_gives_larger_token_grids_that_match_their_slots(tmp_path
     model = PolicyModel(PolicySpec(task.id, "vot", PolicyShape(**TINY)), tokenizer)
     rng = np.random.default_rng(0)
     for key in ("3+2", "3"):
-        ids, segments, mask, labels, pixels, weights, exact = _batch({key: data[key]}, rng, 3)
+        ids, segments, mask, labels, pixels, weights, exact, positions = _batch({key: data[key]}, rng, 3)
+        assert positions is None  # no gaps asked for: the decoder's contiguous positions
         assert pixels.shape[-1] == (data[key].canvas or 24)  # unpadded 24-px images: the encoder pads to 32
         assert int((ids == -1).sum()) == pixels.shape[0] * (-(-pixels.shape[-1] // 16)) ** 2  # slots == vision tokens
         assert torch.isfinite(model(ids, segments, mask, labels, pixels, weights))
@@ -232,6 +233,43 @@ def test_index_shift_renumbers_index_tokens_and_segments_together():
         assert set(ids[row][moved]) <= set(tokenizer.indices) and (ids[row][~moved] >= -1).all()
     unchanged, _ = shift_indices(ids, segments, np.random.default_rng(0), 0.0, tokenizer.indices)
     assert (unchanged == ids).all()
+
+
+def test_position_gaps_fall_only_before_index_tokens_and_reach_the_decoder():
+    from vot.lm.model import PolicyShape, PolicySpec
+    from vot.lm.sequences import build_example, corpus
+    from vot.lm.tokenizer import WordTokenizer
+    from vot.lm.train import gap_positions
+
+    problems = generate_split("maze-mcq-v0", "train", 4, 8)
+    tokenizer = WordTokenizer.train(corpus(problems))
+    examples = [build_example(p, "vot", tokenizer, 16) for p in problems]
+    width = max(len(e.ids) for e in examples)
+    ids = np.full((len(examples), width), tokenizer.pad, dtype=np.int64)
+    for row, example in enumerate(examples):
+        ids[row, :len(example.ids)] = example.ids
+    positions = gap_positions(ids, np.random.default_rng(3), 50, tokenizer.indices)
+    steps = np.diff(positions, axis=1)  # (B, L - 1)
+    is_index = np.isin(ids[:, 1:], tokenizer.indices)
+    assert (steps[~is_index] == 1).all()  # thoughts, sketches and prompt keep contiguous positions
+    assert (steps[is_index] >= 1).all() and (steps[is_index] <= 51).all()
+    gapped = (positions[:, -1] > width - 1)
+    assert 0 < gapped.sum() < len(ids)  # about half the rows: the runtime's contiguous layout stays trained
+    assert (positions[~gapped] == np.arange(width)).all()
+
+    torch.manual_seed(0)
+    model = PolicyModel(PolicySpec("maze-mcq-v0", "direct", PolicyShape(**TINY)), tokenizer).eval()
+    for name, weight in model.decoder.named_parameters():  # sharp attention: a random init's is near uniform
+        if name.endswith(("q_proj.weight", "k_proj.weight")):
+            weight.data *= 50
+    text = torch.from_numpy(np.where(ids < 0, tokenizer.pad, ids))[:2]  # (2, L) no image slots
+    zeros, mask, labels = torch.zeros_like(text), torch.ones_like(text), text.clone()
+    with torch.no_grad():
+        plain = model(text, zeros, mask, labels, None)
+        shifted = model(text, zeros, mask, labels, None, positions=torch.arange(width)[None].repeat(2, 1) + 100)
+        gaps = model(text, zeros, mask, labels, None, positions=torch.from_numpy(positions[:2] * 3))
+    assert torch.allclose(plain, shifted, atol=1e-4)  # rotary attention: only distances matter
+    assert not torch.allclose(plain, gaps, atol=1e-4)  # the position ids reach the decoder
 
 
 def test_a_warm_started_run_records_and_cards_its_lineage(tmp_path, trained):
@@ -318,7 +356,7 @@ def test_perception_targets_come_only_from_exact_renders():
                                                      is_answer=s.action is None) for s in steps], problem.answer, True)
     assert gold.exact == [True] * len(gold.images)
     assert drawn.exact == chain_example(problem, chain, tokenizer, 16).exact == [True] + [False] * (len(gold.images) - 1)
-    *batch, exact = _batch({"3": _bucket([drawn], tokenizer)}, np.random.default_rng(0), 1)
+    *batch, exact, _ = _batch({"3": _bucket([drawn], tokenizer)}, np.random.default_rng(0), 1)
     assert exact.tolist() == drawn.exact
     with torch.no_grad():
         every, inputs_only = model(*batch, torch.ones_like(exact)), model(*batch, torch.zeros_like(exact))

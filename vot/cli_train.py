@@ -49,6 +49,9 @@ def add_train_parser(commands) -> None:
     p.add_argument("--index-shift-share", type=float, default=0.5,
                    help="share of training examples whose index tokens <k> are renumbered <k+o> (random o), so the "
                         "high indices of long chains are trained as often as the low ones")
+    p.add_argument("--position-gap", type=int, default=0,
+                   help="half the training rows skip 0..G positions before each index token <k>, so chains longer than "
+                        "the training ones (larger sizes) put their thoughts no further from what they read than training did")
     p.add_argument("--eval-every", type=int, default=500, help="greedy validation every this many steps")
     p.add_argument("--eval-count", type=int, default=16, help="validation problems per size")
     p.add_argument("--problems-per-size", type=int, default=None,
@@ -191,6 +194,7 @@ def _train_policy(args) -> int:
                                answer_weight=args.answer_weight, eval_every=args.eval_every,
                                stop_at_accuracy=args.stop_at_accuracy, canvas_share=args.canvas_share,
                                init_from=args.init_from, index_shift_share=args.index_shift_share,
+                               position_gap=args.position_gap,
                                eval_count=args.eval_count, problems_per_size=args.problems_per_size,
                                sizes=args.sizes, shape=_shape_overrides(args))
     print(f"saved the policy to {train_policy(config)}")

@@ -154,12 +154,14 @@ def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out
     recipe = Path(start_policy, "train_config.json")
     # the parent's share of sketcher-drawn gold chains (a maze-nav policy trained on perfect ones only)
     default_share = PolicyTrainConfig.sketcher_share
-    sketcher_share = json.loads(recipe.read_text()).get("sketcher_share", default_share) if recipe.is_file() else default_share
+    parent_recipe = json.loads(recipe.read_text()) if recipe.is_file() else {}
+    sketcher_share = parent_recipe.get("sketcher_share", default_share)
+    position_gap = parent_recipe.get("position_gap", 0)  # a policy trained for longer chains keeps training so
     return train_policy(PolicyTrainConfig(
         task=task_id, mode="vot", steps=steps, out=out, seed=seed, init_from=start_policy, chains=list(chain_files),
         chain_share=chain_share, problems_per_size=gold_problems_per_size, eval_every=10**9, eval_count=1,
         device=device, canvas_share=0.2, shape=parent["shape"], sketcher="default" if sketcher == "default" else None,
-        sketcher_share=sketcher_share, batch_size=batch_size), progress=False)
+        sketcher_share=sketcher_share, position_gap=position_gap, batch_size=batch_size), progress=False)
 
 
 def round_sizes(config: ImproveConfig, number: int) -> list[int]:

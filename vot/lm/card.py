@@ -102,7 +102,7 @@ def _extra_flags(config: dict) -> str:
     from vot.lm.train import PolicyTrainConfig
 
     flags = ("eval_every", "eval_count", "stop_at_accuracy", "answer_weight", "sketcher_share", "canvas_share",
-             "index_shift_share", "problems_per_size", "seed", "init_from", "sizes")
+             "index_shift_share", "position_gap", "problems_per_size", "seed", "init_from", "sizes")
     defaults = {f.name: f.default for f in fields(PolicyTrainConfig) if f.name in flags}
     used = {key: config.get(key, BEFORE_THE_FLAG.get(key, default)) for key, default in defaults.items()}
     shape = config.get("shape") or {}  # the shape options that are flags (`vot train policy --patch/--edge-perception/--context-perception`)

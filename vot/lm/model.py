@@ -134,8 +134,9 @@ class PolicyModel(nn.Module):
 
     def forward(self, ids: torch.Tensor, segments: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
                 pixels: torch.Tensor | None, weights: torch.Tensor | None = None,
-                exact: torch.Tensor | None = None) -> torch.Tensor:
-        """ids, segments, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order.
+                exact: torch.Tensor | None = None, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """ids, segments, mask, labels (B, L); pixels (N, 3, H, W) of the batch's images in order;
+        ``positions`` (B, L) position ids (default: contiguous; `vot.lm.train.gap_positions`).
         Loss only where labels != -100 (the text the policy writes): the mean token loss, or the
         ``weights``-weighted mean (B, L) if given; plus the perception loss over the images that
         ``exact`` (N,) marks as exact renders (all when not given)."""
@@ -158,7 +159,7 @@ class PolicyModel(nn.Module):
                     perception = perception + nn.functional.cross_entropy(
                         around.float(), self.neighbour_colours(shown).reshape(-1), ignore_index=-100)
         embeds = self.embed(ids, vision, segments)
-        logits = self.decoder(inputs_embeds=embeds, attention_mask=mask).logits  # (B, L, V)
+        logits = self.decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).logits  # (B, L, V)
         losses = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                              ignore_index=-100, reduction="none")  # (B * (L - 1),)
         if weights is None:

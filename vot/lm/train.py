@@ -54,6 +54,7 @@ class PolicyTrainConfig:
     index_shift_share: float = 0.5  # share of examples whose index tokens <k> are renumbered <k+o> (`shift_indices`)
     chains: list[str] = field(default_factory=list)  # files of (problem, chain) pairs to train on (`vot.chain.write_problem_chains`)
     chain_share: float = 0.5  # with ``chains``: the share of batches drawn from them (the rest replays gold traces)
+    position_gap: int = 0  # > 0: half the rows skip up to this many positions before each index token (`gap_positions`)
 
 
 @dataclass
@@ -214,8 +215,32 @@ def shift_indices(ids: np.ndarray, segments: np.ndarray, rng: np.random.Generato
     return ids, segments
 
 
+POSITION_GAP_SHARE = 0.5  # rows with gaps; the rest keep the runtime's contiguous positions
+
+
+def gap_positions(ids: np.ndarray, rng: np.random.Generator, gap: int, index_ids: list[int]) -> np.ndarray:
+    """Position ids (B, L) for ids (B, L): contiguous, except that a `POSITION_GAP_SHARE` of rows skip
+    a uniform 0..``gap`` positions before every index token ``<k>`` (each stated action and each step).
+
+    The runtime feeds contiguous positions, so a chain longer than any training chain puts the k-th
+    thought further from the k-th stated action (and from the sketches it reads) than training ever
+    did: maze-mcq-v1, trained on sizes 3-6, stopped every 10x10 chain after 26 steps and every 12x12
+    chain after 22, whatever the stated length (BENCHMARKS.md, session 19). Rotary attention depends
+    on distance only, so gaps between steps show a short chain at the distances of a long one, while
+    each thought and each sketch keeps its own contiguous positions (a sketch's row stride)."""
+    width = ids.shape[1]
+    positions = np.broadcast_to(np.arange(width), ids.shape).copy()
+    is_index = np.isin(ids, index_ids)  # (B, L)
+    for row in range(len(ids)):
+        if rng.random() >= POSITION_GAP_SHARE:
+            continue
+        skips = np.where(is_index[row], rng.integers(0, gap + 1, size=width), 0)  # (L,)
+        positions[row] += np.cumsum(skips)
+    return positions
+
+
 def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, answer_weight: float = 1.0,
-           index_shift: tuple[float, list[int]] | None = None):
+           index_shift: tuple[float, list[int]] | None = None, position_gap: int = 0):
     keys = sorted(data)
     weights = np.array([len(data[k]) * data[k].weight for k in keys], dtype=float)
     bucket = data[keys[int(rng.choice(len(keys), p=weights / weights.sum()))]]
@@ -224,6 +249,8 @@ def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, a
     ids, segments = bucket.ids[index, :width], bucket.segments[index, :width]  # (B, L)
     if index_shift is not None and index_shift[0] > 0:
         ids, segments = shift_indices(ids, segments, rng, *index_shift)
+    positions = torch.from_numpy(gap_positions(ids, rng, position_gap, index_shift[1])) \
+        if position_gap > 0 and index_shift is not None else None  # (B, L) or None: contiguous
     ids, segments = torch.from_numpy(ids), torch.from_numpy(segments)
     labels = torch.from_numpy(bucket.labels[index, :width])
     mask = (torch.arange(width)[None] < torch.from_numpy(bucket.lengths[index])[:, None]).long()
@@ -234,7 +261,7 @@ def _batch(data: dict[str, Bucket], rng: np.random.Generator, batch_size: int, a
     weights = torch.from_numpy(np.where(bucket.answer[index, :width], answer_weight, 1.0).astype(np.float32))
     exact = torch.from_numpy(np.concatenate([bucket.exact[i] for i in index])) if bucket.exact is not None \
         else torch.ones(len(pixels), dtype=torch.bool)  # (N,)
-    return ids, segments, mask, labels, pixels, weights, exact
+    return ids, segments, mask, labels, pixels, weights, exact, positions
 
 
 def evaluate_policy(model: PolicyModel, problems, *, sketcher=None, batch: int = 64) -> dict:
@@ -318,10 +345,12 @@ def train_policy(config: PolicyTrainConfig, progress: bool | None = None) -> Pat
     model.train()
     for step in run.steps(start):
         rng = np.random.default_rng([config.seed, step])
-        batch = _batch(data, rng, batch_size, config.answer_weight, (config.index_shift_share, tokenizer.indices))
-        ids, segments, mask, labels, pixels, weights, exact = (t.to(run.device) for t in batch)
+        batch = _batch(data, rng, batch_size, config.answer_weight, (config.index_shift_share, tokenizer.indices),
+                       config.position_gap)
+        ids, segments, mask, labels, pixels, weights, exact, positions = (
+            None if t is None else t.to(run.device) for t in batch)
         with run.accelerator.autocast():
-            loss = model(ids, segments, mask, labels, pixels, weights, exact)
+            loss = model(ids, segments, mask, labels, pixels, weights, exact, positions)
         run.optimizer_step(loss, model.parameters(), optimizer, schedule)
         run.record(step, loss, schedule)
         if (step + 1) % config.eval_every == 0 or step == steps - 1:
