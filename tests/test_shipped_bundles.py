@@ -65,6 +65,22 @@ def test_the_self_improved_lake_bundle_ships_beside_the_default_and_solves_large
     assert solved["frozenlake-mcq-v1-improved"] >= 11 and solved["frozenlake"] <= 8
 
 
+def test_the_self_improved_maze_bundle_ships_beside_the_default_and_solves_larger_mazes():
+    """maze-mcq-v1-improved (position gaps on sizes 3-6, then two consistency rounds at 11 and 12, its
+    card): the short names still mean the default bundle; on the first 12 test mazes of 12x12 it
+    solves all, the default 5 (its chains stop after about 22 steps, BENCHMARKS.md session 19)."""
+    import tasks
+
+    assert resolve("maze") == resolve("maze-mcq-v1") == shipped()["maze-mcq-v1"]
+    assert read_spec(resolve("maze-mcq-v1-improved")).task == "maze-mcq-v1"
+    task = tasks.get("maze-mcq-v1")
+    problems = generate_split(task, "test", 12, 12)
+    solved = {name: sum(task.check(p, chains[0].answer).correct for p, chains in
+                        zip(problems, vot.load(name).run(problems, n=1, greedy=True)) if chains[0].answer)
+              for name in ("maze-mcq-v1-improved", "maze")}
+    assert solved["maze-mcq-v1-improved"] >= 11 and solved["maze"] <= 8
+
+
 def test_vot_bench_maze_defaults_to_the_shipped_bundle(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["bench", "maze", "--size", "3", "--count", "2", "--n", "1", "--strategy", "greedy",
