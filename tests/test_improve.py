@@ -167,6 +167,26 @@ def test_distill_writes_a_loadable_bundle_with_its_numbers(tmp_path):
         distill(DistillConfig(task=TASK.id, start="maze", out=str(tmp_path / "d")), log=lambda _: None)
 
 
+def test_distill_drops_the_selections_its_filter_rejects(tmp_path):
+    """Under the gold control every kept selection is right, and the dropped ones are counted; a bad
+    spec is refused before anything is written."""
+    from vot.distill import DistillConfig, distill
+
+    config = dict(task=TASK.id, start="maze", n=2, sizes=[11], problems_per_size=4, steps=1, gold_problems_per_size=2,
+                  eval_count=1, eval_sizes=[4], sketcher="oracle", batch=8)
+    kept = json.loads((distill(DistillConfig(**config, out=str(tmp_path / "all")), log=lambda _: None) / "distill.json").read_text())
+    logged = []
+    gold = json.loads((distill(DistillConfig(**config, filter="gold", out=str(tmp_path / "gold")), log=logged.append)
+                       / "distill.json").read_text())
+    assert kept["dropped"] == 0 and gold["selected"] + gold["dropped"] == kept["selected"] and gold["dropped"] > 0  # 11x11 is hard for it
+    assert gold["selected"] == round(kept["precision"]["value"] * kept["selected"]) and gold["precision"]["value"] == 1.0
+    assert f"({gold['dropped']} more dropped by the gold filter)" in logged[0]
+    assert "filter accepted it" in (tmp_path / "gold" / "bundle" / "README.md").read_text()
+    with pytest.raises(ValueError, match="--filter must be"):
+        distill(DistillConfig(**config, filter="vote+tea", out=str(tmp_path / "bad")), log=lambda _: None)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_rounds_and_distillation_reason_with_the_start_bundles_settings(tmp_path):
     """A walked-answer planning bundle keeps its answer reading, step budget and denoising steps
     through the rounds (which load a bare policy directory) and into the distilled bundle."""

@@ -130,6 +130,8 @@ def add_improve_parsers(commands) -> None:
     p.add_argument("--strategy", default="self_consistency", help="the teacher's test-time strategy (vot bench --strategy names)")
     p.add_argument("--n", type=int, default=16, help="the strategy's chains per problem")
     p.add_argument("--verifier", default="consistency", help="the verifier of strategies that score chains")
+    p.add_argument("--filter", default="none", help="a vot improve --filter the selected chain must also pass, e.g. "
+                                                   "consistency (none: keep every selection; gold is a control)")
     p.add_argument("--sizes", type=_integers("sizes"), default=[7, 8], help="sizes of the unlabelled train problems")
     p.add_argument("--problems", type=int, default=100, help="unlabelled problems per size")
     p.add_argument("--steps", type=int, default=300, help="training steps")
@@ -153,8 +155,8 @@ def _distill(args) -> int:
     from vot.improve import command_line
 
     config = DistillConfig(task=tasks.get(args.task).id, start=args.start, out=args.out, strategy=args.strategy, n=args.n,
-                           verifier=args.verifier, sizes=args.sizes, problems_per_size=args.problems, steps=args.steps,
-                           eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
+                           verifier=args.verifier, filter=args.filter, sizes=args.sizes, problems_per_size=args.problems,
+                           steps=args.steps, eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
                            sketcher=args.sketcher, batch=args.batch, resume=args.resume,
                            train_batch=args.train_batch)
     print(f"wrote the distilled bundle {distill(config, command=command_line())}")

@@ -29,6 +29,7 @@ class DistillConfig:
     strategy: str = "self_consistency"
     n: int = 16
     verifier: str = "consistency"  # for strategies that score chains
+    filter: str = "none"  # a `vot.improve` filter the selected chain must also pass (none: keep every selection)
     sizes: list[int] = field(default_factory=lambda: [7, 8])
     problems_per_size: int = 100
     steps: int = 300
@@ -72,8 +73,8 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     """Select chains with the teacher's strategy, train, bundle and measure; returns the bundle directory."""
     from vot.bundle import make_bundle
     from vot.chain import write_problem_chains
-    from vot.components import build_reasoner, reasoning_settings, resolve_policy, sketcher_of
-    from vot.improve import train_on_chains
+    from vot.components import build_reasoner, reasoning_settings, resolve_device, resolve_policy, sketcher_of
+    from vot.improve import ChainFilter, check_filter, train_on_chains
 
     task = tasks.get(config.task)
     config.task = task.id
@@ -84,8 +85,11 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
                                                                          " or pass --resume to continue it"))
     saved = json.loads(progress_path.read_text()) if config.resume and progress_path.is_file() else None
     if saved is not None and saved["config"] != _identity(config):
-        changed = sorted(k for k in saved["config"] if saved["config"][k] != _identity(config).get(k))
+        changed = sorted(k for k in set(saved["config"]) | set(_identity(config)) if saved["config"].get(k) != _identity(config).get(k))
         raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
+    check_filter(task, config.filter)
+    chain_filter = ChainFilter(config.filter, verifier_device=resolve_device(config.device)) \
+        if config.filter != "none" else None  # parses the spec before any sampling
     if min(config.n, config.problems_per_size, config.steps, config.eval_count, config.batch) < 1 or not 0 < config.chain_share <= 1:
         raise ValueError("--n, --problems, --steps and --eval-count must be positive, and the chain share in (0, 1]")
     teacher = resolve_policy(config.start, task.id)
@@ -96,7 +100,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
                               seed=config.seed, device=config.device)
     out.mkdir(parents=True, exist_ok=True)
     kept_path = out / "selected.jsonl"
-    done = saved or {"config": _identity(config), "sizes": [], "right": 0, "kept": 0, "total": 0, "lines": 0}
+    done = saved or {"config": _identity(config), "sizes": [], "right": 0, "kept": 0, "dropped": 0, "total": 0, "lines": 0}
     if kept_path.exists():  # keep only the sizes finished before a kill (one line per selected chain)
         lines = kept_path.read_text().splitlines(keepends=True)[:done["lines"]]
         kept_path.write_text("".join(lines))
@@ -104,7 +108,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
         if size in done["sizes"]:
             log(f"size {size}: selected in an earlier run")
             continue
-        right = kept = total = 0
+        right = kept = dropped = total = 0
         labelled = generate_split(task, "train", size, config.problems_per_size, config.seed + 5000)
         blind = [replace(p, answer=None) for p in labelled]
         results = _strategy_on(config, reasoner, blind, config.strategy, config.n)
@@ -116,15 +120,20 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
             chain = result.chains[result.selected]
             if not chain.steps or not chain.steps[-1].is_answer:
                 continue
+            if chain_filter is not None and not any(c is chain for c in chain_filter.accepted(problem, result.chains, gold)):
+                dropped += 1  # the strategy chose it, the filter does not trust it
+                continue
             pairs.append((problem, chain))
             kept += 1
             right += task.check(gold, chain.answer).correct  # measured after the fact
         write_problem_chains(kept_path, pairs)
         done["sizes"].append(size)
-        done.update(right=done["right"] + right, kept=done["kept"] + kept, total=done["total"] + total,
+        done.update(right=done["right"] + right, kept=done["kept"] + kept, dropped=done["dropped"] + dropped,
+                    total=done["total"] + total,
                     lines=done["lines"] + len(pairs))
         progress_path.write_text(json.dumps(done, indent=2))
-        log(f"size {size}: {config.strategy}@{config.n} selected {len(pairs)} chains of {len(labelled)} problems")
+        log(f"size {size}: {config.strategy}@{config.n} selected {len(pairs)} chains of {len(labelled)} problems"
+            + (f" ({dropped} more dropped by the {config.filter} filter)" if chain_filter is not None else ""))
     del reasoner  # its batch-resident caches are the largest thing held: free them before training
     right, kept, total = done["right"], done["kept"], done["total"]
     if kept == 0:
@@ -156,7 +165,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
                                 config, reasoner, problems, config.strategy, config.n)),
                             "distilled_greedy": _score(task, problems, _strategy_on(config, student, problems, "greedy", 1))}
         log(f"test size {size}: " + ", ".join(f"{k} {100 * v['accuracy']['value']:.0f}%" for k, v in table[str(size)].items()))
-    summary = {"config": asdict(config), "command": command, "selected": kept, "problems": total,
+    summary = {"config": asdict(config), "command": command, "selected": kept, "dropped": done["dropped"], "problems": total,
                "precision": rate([True] * right + [False] * (kept - right)).to_json(), "test": table,
                "seconds": round(time.perf_counter() - began, 1)}
     (out / "distill.json").write_text(json.dumps(summary, indent=2))
@@ -174,6 +183,9 @@ def write_card(bundle: Path, summary: dict) -> None:
         rows.append(f"| {size} | " + " | ".join(
             f"{100 * cells[k]['accuracy']['value']:.1f} ({cells[k]['mean_compute']:.0f})" for k in names) + " |")
     p = summary["precision"]
+    filtered = "" if c.get("filter", "none") == "none" else (
+        f" A selected chain was kept only when the `{c['filter']}` filter accepted it: it dropped "
+        f"{summary['dropped']} of the {summary['selected'] + summary['dropped']} selections.")
     text = f"""
 
 ## Distillation
@@ -182,7 +194,7 @@ Made by `{summary['command'] or 'vot distill'}` from the teacher `{c['start']}`:
 (verifier `{c['verifier']}`) selected {summary['selected']} chains on {summary['problems']} unlabelled train-split
 problems at sizes {c['sizes']}; {100 * p['value']:.1f}% [{100 * p['low']:.1f}, {100 * p['high']:.1f}] of them were right
 (measured after the fact). The policy trained {c['steps']} steps on them ({c['chain_share']:.0%} of batches) and gold
-replay, warm-started from the teacher's.
+replay, warm-started from the teacher's.{filtered}
 
 Greedy test accuracy, % (mean compute per problem in brackets, policy tokens + denoising steps), {c['eval_count']} per size:
 

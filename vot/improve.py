@@ -92,6 +92,16 @@ def parse_filter(spec: str) -> list[str]:
     return parts
 
 
+def check_filter(task, spec: str) -> list[str]:
+    """The parts of ``spec``, or a ValueError when they cannot judge ``task``'s chains."""
+    parts = parse_filter(spec)
+    if task.kind != "mcq" and not {"reward", "vote", "none", "gold"} >= set(parts):
+        raise ValueError(f"{task.id} is a planning task: filter its plans by reward (the simulator's check), vote, none or gold")
+    if "reward" in parts and task.kind != "nav":
+        raise ValueError(f"the reward filter scores plans in the simulator: {task.id} is not a planning task")
+    return parts
+
+
 def majority(pool) -> tuple[str | None, float]:
     """The most common answer among the chains (ties to the first seen) and its share of them."""
     answers = [c.answer for c in pool if c.answer is not None]
@@ -119,8 +129,12 @@ class ChainFilter:
             self._verifiers["learned"] = LearnedVerifier(device=verifier_device)
 
     def keep(self, unlabelled, pool, labelled=None) -> list:
-        """The kept chains of ``pool`` for the problem ``unlabelled`` (answer stripped); only the
-        ``gold`` control reads ``labelled``."""
+        """The kept chains of ``pool`` for the problem ``unlabelled`` (answer stripped): the first
+        accepted one; only the ``gold`` control reads ``labelled``."""
+        return self.accepted(unlabelled, pool, labelled)[:1]
+
+    def accepted(self, unlabelled, pool, labelled=None) -> list:
+        """Every chain of ``pool`` that each part of the filter accepts (``vote`` judges the whole pool)."""
         accepted = [c for c in pool if c.answer is not None and c.steps and c.steps[-1].is_answer]
         for part in self.parts:
             if part == "vote":
@@ -138,7 +152,7 @@ class ChainFilter:
             elif part == "gold":
                 task = tasks.get(labelled.task)
                 accepted = [c for c in accepted if task.check(labelled, c.answer).correct]
-        return accepted[:1]
+        return accepted
 
 
 def train_on_chains(task_id: str, start_policy: str, chain_files: list[str], out: str, *, steps: int, seed: int,
@@ -378,11 +392,7 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     """Run (or resume) every round; returns ``config.out``."""
     task = tasks.get(config.task)
     config.task = task.id
-    parse_filter(config.filter)
-    if task.kind != "mcq" and not {"reward", "vote", "none", "gold"} >= set(parse_filter(config.filter)):
-        raise ValueError(f"{task.id} is a planning task: filter its plans by reward (the simulator's check), vote, none or gold")
-    if "reward" in parse_filter(config.filter) and task.kind != "nav":
-        raise ValueError(f"the reward filter scores plans in the simulator: {task.id} is not a planning task")
+    check_filter(task, config.filter)
     if min(config.rounds, config.n, config.problems_per_size, config.steps, config.batch, config.sizes_per_round,
            config.eval_count, config.gold_problems_per_size) < 1:
         raise ValueError("--rounds, --n, --problems, --steps, --sizes-per-round and --eval-count must be positive")
