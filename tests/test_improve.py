@@ -298,3 +298,8 @@ def test_a_killed_distillation_resumes_without_sampling_again(tmp_path):
     assert (again["selected"], again["precision"]) == (first["selected"], first["precision"])
     with pytest.raises(ValueError, match="other settings than .*\\(n\\)"):
         distill(DistillConfig(**{**config, "n": 3}, resume=True), log=lambda _: None)
+    retrained = []  # other training settings reuse the selection: nothing is sampled again
+    third = json.loads((distill(DistillConfig(**{**config, "steps": 3, "chain_share": 0.25}, resume=True),
+                                log=retrained.append) / "distill.json").read_text())
+    assert retrained[:2] == logged[:2] and third["selected"] == first["selected"]
+    assert (third["config"]["steps"], json.loads((out / "policy" / "train_config.json").read_text())["steps"]) == (3, 3)

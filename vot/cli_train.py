@@ -135,13 +135,17 @@ def add_improve_parsers(commands) -> None:
     p.add_argument("--sizes", type=_integers("sizes"), default=[7, 8], help="sizes of the unlabelled train problems")
     p.add_argument("--problems", type=int, default=100, help="unlabelled problems per size")
     p.add_argument("--steps", type=int, default=300, help="training steps")
+    p.add_argument("--chain-share", type=float, default=0.5, help="share of training batches from selected chains (the "
+                                                                  "rest: gold replay)")
     p.add_argument("--eval-count", type=int, default=25, help="test problems per size for the card's table")
     p.add_argument("--eval-sizes", type=_integers("sizes"), default=[], help="default: the training sizes and --sizes")
     p.add_argument("--sketcher", default="default", help="default (the shipped diffusion sketcher) or oracle")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", required=True, help="a new directory: selected chains, the trained policy and the bundle")
-    p.add_argument("--resume", action="store_true", help="continue a killed run in --out: the sizes it selected are kept")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out: the sizes it selected are kept "
+                                                         "(also: train a copy of a run's directory again with other "
+                                                         "--steps)")
     p.add_argument("--train-batch", type=int, default=None,
                    help="training batch size (default: the preset's 16; long planning chains need less memory at 4)")
     p.add_argument("--batch", type=int, default=32, help="problems run together (each with --n chains: lower it for long "
@@ -156,7 +160,7 @@ def _distill(args) -> int:
 
     config = DistillConfig(task=tasks.get(args.task).id, start=args.start, out=args.out, strategy=args.strategy, n=args.n,
                            verifier=args.verifier, filter=args.filter, sizes=args.sizes, problems_per_size=args.problems,
-                           steps=args.steps, eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
+                           steps=args.steps, chain_share=args.chain_share, eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
                            sketcher=args.sketcher, batch=args.batch, resume=args.resume,
                            train_batch=args.train_batch)
     print(f"wrote the distilled bundle {distill(config, command=command_line())}")

@@ -42,12 +42,18 @@ class DistillConfig:
     sketcher: str = "default"
     batch: int = 32
     train_batch: int | None = None  # training batch size (default: the preset's); lower it for long chains
-    resume: bool = False  # continue a killed run in ``out``: sizes already selected are not sampled again
+    resume: bool = False  # continue a run in ``out``: sizes already selected are not sampled again
 
 
-def _identity(config: DistillConfig) -> dict:
-    """The settings a resumed run must share (not where it writes, how it batches or that it resumes)."""
-    return {k: v for k, v in asdict(config).items() if k not in ("out", "batch", "resume", "train_batch")}
+SELECTION_SETTINGS = ("task", "start", "strategy", "n", "verifier", "filter", "sizes", "problems_per_size", "seed",
+                      "device", "sketcher")
+
+
+def _identity(config: DistillConfig | dict) -> dict:
+    """The settings that decide the selected chains, which a resumed run must share; the training and
+    evaluation settings may change (copy a finished run's directory and resume it with other ``--steps``)."""
+    settings = asdict(config) if isinstance(config, DistillConfig) else config
+    return {k: settings.get(k, getattr(DistillConfig, k, None)) for k in SELECTION_SETTINGS}  # older runs: defaults
 
 
 def _strategy_on(config: DistillConfig, reasoner, problems, name: str, n: int):
@@ -84,8 +90,8 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
         raise ValueError(f"{out} is not empty; choose another --out" + (" (it holds no selection to resume)" if config.resume else
                                                                          " or pass --resume to continue it"))
     saved = json.loads(progress_path.read_text()) if config.resume and progress_path.is_file() else None
-    if saved is not None and saved["config"] != _identity(config):
-        changed = sorted(k for k in set(saved["config"]) | set(_identity(config)) if saved["config"].get(k) != _identity(config).get(k))
+    if saved is not None and _identity(saved["config"]) != _identity(config):
+        changed = sorted(k for k in SELECTION_SETTINGS if saved["config"].get(k) != _identity(config)[k])
         raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
     check_filter(task, config.filter)
     chain_filter = ChainFilter(config.filter, verifier_device=resolve_device(config.device)) \
@@ -100,7 +106,8 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
                               seed=config.seed, device=config.device)
     out.mkdir(parents=True, exist_ok=True)
     kept_path = out / "selected.jsonl"
-    done = saved or {"config": _identity(config), "sizes": [], "right": 0, "kept": 0, "dropped": 0, "total": 0, "lines": 0}
+    done = {"config": _identity(config), "sizes": [], "right": 0, "kept": 0, "dropped": 0, "total": 0, "lines": 0,
+            **(saved or {})}
     if kept_path.exists():  # keep only the sizes finished before a kill (one line per selected chain)
         lines = kept_path.read_text().splitlines(keepends=True)[:done["lines"]]
         kept_path.write_text("".join(lines))
