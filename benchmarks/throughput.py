@@ -7,7 +7,9 @@ Full loop: ``Reasoner.run`` of the shipped bundle, greedy, one chain per problem
 advanced together; chains/s and policy tokens/s over ``max(batch, --min-chains)`` chains (batches
 run one after another). Decoder alone: ``policy.think`` once over ``batch`` freshly begun contexts,
 forced to write ``--new-tokens`` tokens each, and on the same decoder with a prompt of the same mean
-length, HF ``generate`` with a dynamic and a static cache (prefill time subtracted).
+length, HF ``generate`` with a dynamic and a static cache (prefill time subtracted): once on prompts of
+the contexts' own lengths, left-padded to the longest as a ragged batch must be, and once with every
+prompt at their mean length (no padding: the comparison before session 20).
 
 Only the public API is used (``vot.load``, ``Reasoner.run``, ``policy.begin/think``), so the same
 script times an older checkout: ``PYTHONPATH=/path/to/old/checkout python benchmarks/throughput.py``.
@@ -58,13 +60,16 @@ def decode_rate(policy, problems, new):
     finally:
         policy._banned, policy.max_thought_tokens = saved
     assert all(len(t.logprobs) == new for t in thoughts)
-    return len(problems) * (new - 1) / seconds, float(np.mean(lengths))
+    return len(problems) * (new - 1) / seconds, lengths
 
 
-def generate_rate(decoder, batch, prompt, new, cache):
-    """Decode tokens/s of HF ``generate`` after ``prompt`` random ids: the time of writing
-    ``new`` tokens less that of writing 1 (the prefill), over ``new - 1`` decoder steps."""
-    ids = torch.randint(10, decoder.config.vocab_size, (batch, prompt), device=decoder.device)
+def generate_rate(decoder, lengths, new, cache):
+    """Decode tokens/s of HF ``generate`` after random prompts of the given per-row ``lengths``
+    (left-padded to the longest, as a ragged batch must be; equal lengths: no padding): the time of
+    writing ``new`` tokens less that of writing 1 (the prefill), over ``new - 1`` decoder steps."""
+    batch, width = len(lengths), max(lengths)
+    ids = torch.randint(10, decoder.config.vocab_size, (batch, width), device=decoder.device)
+    mask = (torch.arange(width, device=decoder.device)[None] >= width - torch.tensor(lengths, device=decoder.device)[:, None]).long()
 
     def timed(count):
         kwargs = dict(max_new_tokens=count, min_new_tokens=count, do_sample=False,
@@ -72,7 +77,7 @@ def generate_rate(decoder, batch, prompt, new, cache):
         if cache == "static":
             kwargs["cache_implementation"] = "static"
         began = time.perf_counter()
-        decoder.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        decoder.generate(ids, attention_mask=mask, **kwargs)
         return time.perf_counter() - began
 
     timed(2)  # warm-up
@@ -90,6 +95,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens per row in the decoder-alone timing")
     parser.add_argument("--skip-generate", action="store_true")
+    parser.add_argument("--decode-only", action="store_true", help="skip the full-loop timings")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore")
@@ -104,7 +110,7 @@ def main(argv=None):
                          f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}",
               "date": time.strftime("%Y-%m-%d"), "engine": os.environ.get("PYTHONPATH", "this checkout"),
               "loop": [], "decode": []}
-    for sketcher in args.sketchers.split(","):
+    for sketcher in [] if args.decode_only else args.sketchers.split(","):
         reasoner = vot.load(args.bundle, sketcher=sketcher, device=args.device)
         task = tasks.get(reasoner.policy.model.spec.task)
         for size in sizes:
@@ -122,13 +128,16 @@ def main(argv=None):
         for batch in batches:
             problems = _problems(task, size, batch, seed=1)
             decode_rate(policy, problems[:1], 4)  # warm-up
-            ours, length = decode_rate(policy, problems, args.new_tokens)
-            row = dict(size=size, batch=batch, context=round(length), new_tokens=args.new_tokens,
+            ours, lengths = decode_rate(policy, problems, args.new_tokens)
+            length = int(np.mean(lengths))
+            row = dict(size=size, batch=batch, context=length, longest=max(lengths), new_tokens=args.new_tokens,
                        engine_tokens_per_s=round(ours, 1))
-            if not args.skip_generate:
+            if not args.skip_generate:  # the same ragged contexts (left-padded), and as many of their mean length
                 for cache in ("dynamic", "static"):
                     row[f"generate_{cache}_tokens_per_s"] = round(
-                        generate_rate(policy.model.decoder, batch, int(length), args.new_tokens, cache), 1)
+                        generate_rate(policy.model.decoder, lengths, args.new_tokens, cache), 1)
+                    row[f"generate_{cache}_mean_length_tokens_per_s"] = round(
+                        generate_rate(policy.model.decoder, [length] * batch, args.new_tokens, cache), 1)
             record["decode"].append(row)
             print(json.dumps(row), flush=True)
     if args.out:
