@@ -160,9 +160,9 @@ def _distill(args) -> int:
 
     config = DistillConfig(task=tasks.get(args.task).id, start=args.start, out=args.out, strategy=args.strategy, n=args.n,
                            verifier=args.verifier, filter=args.filter, sizes=args.sizes, problems_per_size=args.problems,
-                           steps=args.steps, chain_share=args.chain_share, eval_count=args.eval_count, eval_sizes=args.eval_sizes, seed=args.seed, device=args.device,
-                           sketcher=args.sketcher, batch=args.batch, resume=args.resume,
-                           train_batch=args.train_batch)
+                           steps=args.steps, chain_share=args.chain_share, eval_count=args.eval_count,
+                           eval_sizes=args.eval_sizes, seed=args.seed, device=args.device, sketcher=args.sketcher,
+                           batch=args.batch, resume=args.resume, train_batch=args.train_batch)
     print(f"wrote the distilled bundle {distill(config, command=command_line())}")
     return 0
 

@@ -93,9 +93,8 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
     if saved is not None and _identity(saved["config"]) != _identity(config):
         changed = sorted(k for k in SELECTION_SETTINGS if saved["config"].get(k) != _identity(config)[k])
         raise ValueError(f"--resume with other settings than {out}'s run ({', '.join(changed)}); use its own or a new --out")
-    check_filter(task, config.filter)
-    chain_filter = ChainFilter(config.filter, verifier_device=resolve_device(config.device)) \
-        if config.filter != "none" else None  # parses the spec before any sampling
+    check_filter(task, config.filter)  # before any sampling
+    chain_filter = ChainFilter(config.filter, verifier_device=resolve_device(config.device))
     if min(config.n, config.problems_per_size, config.steps, config.eval_count, config.batch) < 1 or not 0 < config.chain_share <= 1:
         raise ValueError("--n, --problems, --steps and --eval-count must be positive, and the chain share in (0, 1]")
     teacher = resolve_policy(config.start, task.id)
@@ -127,7 +126,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
             chain = result.chains[result.selected]
             if not chain.steps or not chain.steps[-1].is_answer:
                 continue
-            if chain_filter is not None and not any(c is chain for c in chain_filter.accepted(problem, result.chains, gold)):
+            if not any(c is chain for c in chain_filter.accepted(problem, result.chains, gold)):
                 dropped += 1  # the strategy chose it, the filter does not trust it
                 continue
             pairs.append((problem, chain))
@@ -140,7 +139,7 @@ def distill(config: DistillConfig, log=print, command: str | None = None) -> Pat
                     lines=done["lines"] + len(pairs))
         progress_path.write_text(json.dumps(done, indent=2))
         log(f"size {size}: {config.strategy}@{config.n} selected {len(pairs)} chains of {len(labelled)} problems"
-            + (f" ({dropped} more dropped by the {config.filter} filter)" if chain_filter is not None else ""))
+            + (f" ({dropped} more dropped by the {config.filter} filter)" if config.filter != "none" else ""))
     del reasoner  # its batch-resident caches are the largest thing held: free them before training
     right, kept, total = done["right"], done["kept"], done["total"]
     if kept == 0:

@@ -392,7 +392,7 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     """Run (or resume) every round; returns ``config.out``."""
     task = tasks.get(config.task)
     config.task = task.id
-    check_filter(task, config.filter)
+    parts = check_filter(task, config.filter)
     if min(config.rounds, config.n, config.problems_per_size, config.steps, config.batch, config.sizes_per_round,
            config.eval_count, config.gold_problems_per_size) < 1:
         raise ValueError("--rounds, --n, --problems, --steps, --sizes-per-round and --eval-count must be positive")
@@ -401,10 +401,10 @@ def improve(config: ImproveConfig, log=print, command: str | None = None) -> Pat
     if config.sketcher_steps < 0 or config.sketcher_replay < 1:
         raise ValueError(f"--sketcher-steps must be >= 0 and the sketcher replay positive, got {config.sketcher_steps}, "
                          f"{config.sketcher_replay}")
-    if config.sketcher_steps and ("consistency" not in parse_filter(config.filter) or _sketcher(config, 0) in ("oracle", "blank")):
+    if config.sketcher_steps and ("consistency" not in parts or _sketcher(config, 0) in ("oracle", "blank")):
         raise ValueError("--sketcher-steps trains the diffusion sketcher on verified sketches: it needs a filter with "
                          "consistency (which checks every sketch) and a diffusion sketcher, not the oracle or blank one")
-    if "learned" in parse_filter(config.filter):
+    if "learned" in parts:
         from vot.learned_verifier import shipped_dir
 
         shipped_dir(task.id)  # refused now, not after a round of sampling, when there is none
