@@ -21,7 +21,7 @@ def chains(bundle: str, count: int, batch: int, sketcher: str | None):
     import vot
     from tasks.splits import generate_split
 
-    reasoner = vot.load(bundle, sketcher=sketcher)
+    reasoner = vot.load(bundle, **({} if sketcher is None else {"sketcher": sketcher}))  # None: the bundle's own
     task = tasks.get(reasoner.policy.model.spec.task)
     sizes = list(task.in_distribution) + list(task.out_of_distribution)
     per_size = -(-count // len(sizes))

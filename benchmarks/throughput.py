@@ -10,6 +10,8 @@ forced to write ``--new-tokens`` tokens each, and on the same decoder with a pro
 length, HF ``generate`` with a dynamic and a static cache (prefill time subtracted): once on prompts of
 the contexts' own lengths, left-padded to the longest as a ragged batch must be, and with
 ``--mean-length`` also with every prompt at their mean length (no padding: the comparison before session 20).
+``generate`` runs transformers' stock ``sdpa`` attention; where the engine has its own decode attention
+(`vot.lm.attention`), HF's static cache is also timed with it (``generate_static_vot_attention``).
 
 Only the public API is used (``vot.load``, ``Reasoner.run``, ``policy.begin/think``), so the same
 script times an older checkout: ``PYTHONPATH=/path/to/old/checkout python benchmarks/throughput.py``.
@@ -63,10 +65,21 @@ def decode_rate(policy, problems, new):
     return len(problems) * (new - 1) / seconds, lengths
 
 
-def generate_rate(decoder, lengths, new, cache):
+def generate_rate(decoder, lengths, new, cache, attention="sdpa"):
     """Decode tokens/s of HF ``generate`` after random prompts of the given per-row ``lengths``
     (left-padded to the longest, as a ragged batch must be; equal lengths: no padding): the time of
-    writing ``new`` tokens less that of writing 1 (the prefill), over ``new - 1`` decoder steps."""
+    writing ``new`` tokens less that of writing 1 (the prefill), over ``new - 1`` decoder steps.
+    ``attention``: the decoder's attention implementation for the timing (stock ``sdpa``, or the
+    engine's ``vot_decode``), restored afterwards."""
+    saved = decoder.config._attn_implementation
+    decoder.config._attn_implementation = attention
+    try:
+        return _generate_rate(decoder, lengths, new, cache)
+    finally:
+        decoder.config._attn_implementation = saved
+
+
+def _generate_rate(decoder, lengths, new, cache):
     batch, width = len(lengths), max(lengths)
     ids = torch.randint(10, decoder.config.vocab_size, (batch, width), device=decoder.device)
     mask = (torch.arange(width, device=decoder.device)[None] >= width - torch.tensor(lengths, device=decoder.device)[:, None]).long()
@@ -125,6 +138,8 @@ def main(argv=None):
                 record["loop"].append(row)
                 print(json.dumps(row), flush=True)
     policy = vot.load(args.bundle, sketcher="oracle", device=args.device).policy
+    own_attention = policy.model.decoder.config._attn_implementation
+    own_attention = None if own_attention == "sdpa" else own_attention  # an older engine: stock sdpa
     task = tasks.get(policy.model.spec.task)
     for size in sizes:
         for batch in batches:
@@ -138,6 +153,9 @@ def main(argv=None):
                 for cache in ("dynamic", "static"):
                     row[f"generate_{cache}_tokens_per_s"] = round(
                         generate_rate(policy.model.decoder, lengths, args.new_tokens, cache), 1)
+                    if cache == "static" and own_attention:  # HF's static cache with the engine's decode attention
+                        row["generate_static_vot_attention_tokens_per_s"] = round(
+                            generate_rate(policy.model.decoder, lengths, args.new_tokens, cache, own_attention), 1)
                     if args.mean_length:
                         row[f"generate_{cache}_mean_length_tokens_per_s"] = round(
                             generate_rate(policy.model.decoder, [length] * batch, args.new_tokens, cache), 1)

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import tasks
-from vot.lm.kv import SlotCache
+from vot.lm.attention import ATTENTION, decode_attention
+from vot.lm.kv import DecodeScratch, SlotCache
 from vot.lm.policy import SmallPolicy
 from vot.lm.sampling import key_tensor, sample, uniforms
 from tests.test_small_policy import _model, _problems
@@ -142,6 +143,44 @@ def test_shipped_bundle_chains_of_mixed_sizes_equal_one_by_one():
         assert max(len(c.steps) for g in together for c in g) > 4  # real multi-step chains
 
 
+def test_shipped_bundle_chains_decoded_together_equal_a_full_forward_over_each_transcript():
+    """Thoughts decoded on the think's scratch (its keys committed back to the pool, rows of
+    different lengths) have the log-probs of one teacher-forced forward over the whole chain."""
+    import vot
+    from vision_encoder.patch import images_to_pixels
+
+    reasoner = vot.load("maze", sketcher="oracle", max_steps=12)
+    policy, model = reasoner.policy, reasoner.policy.model
+    task = tasks.get(model.spec.task)
+    problems = [task.generate(np.random.default_rng(i), size=size) for i, size in enumerate([5, 4, 5])]
+    running = reasoner.start(problems, [0, 0, 0], greedy=True)
+    reasoner.complete(running)
+    for item in running:
+        steps = item.chain.steps
+        assert len(steps) > 4  # real multi-step chains: later thoughts read committed keys
+        history = item.context.history + item.context.pending
+        images = [item.problem.image] + [s.sketch for s in steps if s.sketch is not None]
+        with torch.no_grad():
+            vision = model.encoder(images_to_pixels(images))
+            embeds = model.embed(torch.tensor([history]), vision, torch.tensor([model.tokenizer.segments(history)]))
+            out = model.decoder(inputs_embeds=embeds, use_cache=True)
+        logits = out.logits[0].float()  # (L, V)
+        length, slot = item.context.length, item.context.slot.index
+        assert length == len(item.context.history)
+        for layer, cached in enumerate(out.past_key_values.layers):  # the pool holds every fed position's keys
+            torch.testing.assert_close(policy.cache.data[layer, 0, slot, :, :length], cached.keys[0, :, :length], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(policy.cache.data[layer, 1, slot, :, :length], cached.values[0, :, :length], atol=1e-4, rtol=1e-4)
+        logits[:, policy._banned] = float("-inf")
+        logits = torch.log_softmax(logits, -1)
+        tok = model.tokenizer
+        starts = [i + 1 for i, token in enumerate(history) if token in tok.indices and history[i - 1] == tok.img_end]
+        assert len(starts) == len(steps)
+        for start, step in zip(starts, steps):
+            tokens = history[start:start + len(step.logprobs)]
+            full = [float(logits[start - 1 + i, t]) for i, t in enumerate(tokens)]
+            np.testing.assert_allclose(step.logprobs, full, atol=1e-4)
+
+
 def test_sketches_kept_on_the_device_give_the_chains_of_the_pil_path():
     import vot
 
@@ -175,6 +214,76 @@ def test_a_new_set_of_chains_gives_back_the_last_sets_cache():
     [again] = policy.begin(problems[:1], [0])
     assert (policy.cache.slots, policy.cache.used) == (8, 1)  # cleared, then one chunk for the one chain
     assert policy.think([again])[0].text == first  # the same chain as before the clear
+
+
+def test_a_new_set_of_no_more_than_twice_the_size_keeps_the_memory():
+    model = _model()
+    policy = SmallPolicy(model, max_thought_tokens=5, seed=0, temperature=0)
+    problems = _problems("maze-mcq-v0", 9)
+    contexts = policy.begin(problems, [0] * 9)
+    first = [t.text for t in policy.think(contexts)]
+    pool = policy.cache.data.data_ptr()
+    del contexts
+    gc.collect()
+    again = policy.begin(problems[:8], [0] * 8)  # 16 slots held for 8: kept, with the last set's garbage in it
+    assert policy.cache.data.data_ptr() == pool and policy.cache.slots == 16
+    assert [t.text for t in policy.think(again)] == first[:8]
+
+
+def test_decode_attention_equals_sdpa_for_one_query_with_grouped_heads():
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    module = torch.nn.Module().eval()
+    module.num_key_value_groups = 2
+    generator = torch.Generator().manual_seed(0)
+    query = torch.randn(3, 4, 1, 8, generator=generator)  # (B, H, 1, d)
+    key, value = torch.randn(2, 3, 2, 11, 8, generator=generator)  # (B, H_kv, K, d) each
+    visible = torch.rand(3, 1, 1, 11, generator=generator) > 0.3
+    visible[..., 0] = True
+    mask = torch.zeros(3, 1, 1, 11).masked_fill(~visible, torch.finfo(torch.float32).min)
+    ours, _ = decode_attention(module, query, key, value, mask, scaling=0.3)
+    reference, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+    assert ours.shape == (3, 1, 4, 8)
+    torch.testing.assert_close(ours, reference, atol=1e-6, rtol=1e-5)
+    strided = torch.randn(3, 2, 20, 8, generator=generator)[:, :, :11]  # not contiguous: SDPA's own path
+    torch.testing.assert_close(decode_attention(module, query, strided, strided, mask)[0],
+                               sdpa_attention_forward(module, query, strided, strided, mask)[0])
+
+
+def test_a_policy_decodes_with_its_attention_and_its_model_still_trains():
+    model = _model()
+    policy = SmallPolicy(model, max_thought_tokens=5, seed=0, temperature=0)
+    assert model.decoder.config._attn_implementation == ATTENTION
+    ids = torch.tensor([[3, 4, 5, 6]])
+    mask = torch.tensor([[0, 1, 1, 1]])  # a 2-D mask (training) goes through sdpa's mask builder
+    ours = model.decoder(input_ids=ids, attention_mask=mask).logits
+    model.decoder.config._attn_implementation = "sdpa"
+    torch.testing.assert_close(ours, model.decoder(input_ids=ids, attention_mask=mask).logits)
+    model.decoder.config._attn_implementation = ATTENTION
+    contexts = policy.begin(_problems("maze-mcq-v0", 2), [0, 0])
+    policy.think(contexts)
+    assert isinstance(policy.cache._scratch, torch.Tensor) and policy.cache._scratch.numel() > 0  # decode ran on a scratch
+
+
+def test_the_decode_scratch_commits_only_positions_at_or_after_each_rows_length():
+    pool = SlotCache(1, 1, 2, device="cpu", dtype=torch.float32)
+    a, b = pool.allocate(), pool.allocate()
+    pool.reserve(2, 6)
+    pool.data[:, :, :2, :, :6] = torch.arange(1, 49, dtype=torch.float32).reshape(1, 2, 2, 1, 6, 2)
+    before = pool.data.clone()
+    scratch = DecodeScratch(pool, 2, cached=4, span=6)  # row 0 holds 2 positions, row 1 holds 4
+    assert torch.equal(scratch.data[..., :4, :], before[:, :, :2, :, :4]) and not scratch.data[..., 4:, :].any()
+    positions = torch.tensor([[2], [4]])
+    scratch.at(positions).update(torch.full((2, 1, 1, 2), -1.0), torch.full((2, 1, 1, 2), -2.0), 0)
+    scratch.commit(2, 5)
+    after = pool.data
+    assert (after[0, 0, 0, 0, 2] == -1).all() and (after[0, 1, 1, 0, 4] == -2).all()
+    untouched = torch.ones_like(after, dtype=torch.bool)
+    untouched[0, :, 0, 0, 2] = untouched[0, :, 1, 0, 4] = False  # the two writes
+    untouched[0, :, 0, 0, 4] = False  # row 0 past its new length: the scratch's zeros (garbage the next write replaces)
+    assert torch.equal(after[untouched], before[untouched])
+    assert pool.extent[:2] == [5, 5]
+    del a, b
 
 
 def test_slots_of_contexts_in_reference_cycles_are_reused_before_the_pool_grows():

@@ -26,7 +26,8 @@ from tasks import Problem
 from tasks.registry import family
 from vision_encoder.patch import images_to_pixels
 from vot.keys import chain_seed
-from vot.lm.kv import Slot, SlotCache
+from vot.lm.attention import use_decode_attention
+from vot.lm.kv import DecodeScratch, Slot, SlotCache
 from vot.lm.model import IMAGE_SLOT, PolicyModel
 from vot.lm.sampling import key_tensor, sample
 from vot.lm.sequences import context_ids
@@ -75,6 +76,7 @@ class SmallPolicy:
         if not isinstance(model, PolicyModel):
             model = PolicyModel.from_pretrained(model, device=device)
         self.model = model.to(device).eval()
+        use_decode_attention(self.model.decoder)  # sdpa, but the math path for decode steps on CPU
         if torch.device(device).type == "cuda":
             self.model.to(torch.bfloat16)
         self.tokenizer = model.tokenizer
@@ -109,8 +111,8 @@ class SmallPolicy:
         if contexts:
             if self.cache.used:
                 gc.collect()  # finished chains' contexts can sit in reference cycles
-            if self.cache.used == 0:
-                self.cache.clear()  # the last set of chains is gone: give its memory back
+            if self.cache.used == 0 and self.cache.slots > 2 * len(contexts):
+                self.cache.clear()  # the last set of chains is gone and was larger: give its memory back
             vision = self._encode_each([p.image for p in problems])
             self._feed_chunks(contexts, [context_ids(c.problem, self.tokenizer) + [self.tokenizer.img] for c in contexts],
                               vision, [[self.tokenizer.index(1)] for _ in contexts])
@@ -137,8 +139,9 @@ class SmallPolicy:
         open_rows = torch.ones(batch, dtype=torch.bool, device=device)
         banned = self._banned.to(device)
         logits = torch.stack([c.logits for c in ordered]).float()  # (B, V)
-        longest = max(c.length for c in ordered)
+        longest, shortest = max(c.length for c in ordered), min(c.length for c in ordered)
         embed = self.model.decoder.get_input_embeddings()
+        scratch = None  # the decode steps' contiguous copy of the rows' cache, made at the first step
         count = 0
         for t in range(self.max_thought_tokens):
             logits[:, banned] = float("-inf")
@@ -151,8 +154,12 @@ class SmallPolicy:
                 break
             embeds = (embed(tokens) + self.model.segments(segments))[:, None]  # (B, 1, D)
             real = open_rows.long()  # a closed row's end token waits for observe
-            logits = self._forward(embeds, lengths, real, longest + t + 1)[:, -1].float()  # (B, V)
+            if scratch is None:
+                scratch = DecodeScratch(self.cache, batch, longest, longest + self.max_thought_tokens - 1)
+            logits = self._forward(embeds, lengths, real, scratch.span, scratch)[:, -1].float()  # (B, V)
             lengths = lengths + real
+        if scratch is not None:
+            scratch.commit(shortest, longest + count - 1)  # step t wrote below longest + t + 1, t < count - 1
         written, logprobs = written[:, :count].tolist(), logprobs[:, :count].tolist()
         out: list[Thought | None] = [None] * batch
         ends = (tok.eot, tok.eos)
@@ -268,11 +275,13 @@ class SmallPolicy:
             context.length += len(ids[row])
             context.logits = last[row]
 
-    def _forward(self, embeds: torch.Tensor, lengths: torch.Tensor, real: torch.Tensor, span: int) -> torch.Tensor:
+    def _forward(self, embeds: torch.Tensor, lengths: torch.Tensor, real: torch.Tensor, span: int,
+                 scratch: DecodeScratch | None = None) -> torch.Tensor:
         """embeds (B, q, D) fed to rows 0..B-1 of the cache at each row's ``lengths`` (B,); the
         first ``real`` (B,) positions of a row are real (the rest write garbage past its length,
         which the next call overwrites); ``span`` (from the host, so no transfer) bounds every
-        row's length + q -> logits (B, q, V)."""
+        row's length + q -> logits (B, q, V). A decode step passes the think's ``scratch`` (its
+        ``span``) instead of writing to the pool."""
         batch, width = embeds.shape[:2]
         device = embeds.device
         positions = lengths[:, None] + torch.arange(width, device=device)[None]  # (B, q)
@@ -280,7 +289,7 @@ class SmallPolicy:
         visible = (keys[None, None] <= positions[:, :, None]) & (keys[None, None] < (lengths + real)[:, None, None])  # (B, q, K)
         dtype = embeds.dtype
         mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
-        cache = self.cache.view(batch, positions, span)
+        cache = self.cache.view(batch, positions, span) if scratch is None else scratch.at(positions)
         out = self.model.decoder(inputs_embeds=embeds, attention_mask=mask[:, None], position_ids=positions,
                                  cache=cache, use_cache=True)
         return out.logits
