@@ -140,11 +140,13 @@ def main(argv=None):
     policy = vot.load(args.bundle, sketcher="oracle", device=args.device).policy
     own_attention = policy.model.decoder.config._attn_implementation
     own_attention = None if own_attention == "sdpa" else own_attention  # an older engine: stock sdpa
+    record["decode_attention"] = own_attention or "sdpa"  # what the engine's decode steps ran (vot_decode: sdpa except 1-query CPU calls)
     task = tasks.get(policy.model.spec.task)
     for size in sizes:
         for batch in batches:
             problems = _problems(task, size, batch, seed=1)
-            decode_rate(policy, problems[:1], 4)  # warm-up
+            decode_rate(policy, problems, 4)  # warm-up at the same batch: the engine keeps its cache and scratch memory
+            # between sets of chains, as in a run; HF generate's allocation falls in the prefill it subtracts
             ours, lengths = decode_rate(policy, problems, args.new_tokens)
             length = int(np.mean(lengths))
             row = dict(size=size, batch=batch, context=length, longest=max(lengths), new_tokens=args.new_tokens,
