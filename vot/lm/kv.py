@@ -183,9 +183,20 @@ class SlotCache:
         """A transformers `Cache` over rows 0..rows-1 that writes new keys at ``positions`` (B, q)
         and attends over the first ``length`` positions."""
         self.reserve(rows, length)
+        self.written(rows, length)
+        return SlotView(self, rows, positions, length)
+
+    def written(self, rows: int, length: int) -> None:
+        """Rows 0..rows-1 may hold written positions below ``length`` (`arrange` copies that much)."""
         for row in range(rows):
             self.extent[row] = max(self.extent[row], length)
-        return SlotView(self, rows, positions, length)
+
+
+def _write_rows(keys: torch.Tensor, values: torch.Tensor, row_ids: torch.Tensor, positions: torch.Tensor,
+                key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+    """keys, values (rows, H, C, d) get key_states, value_states (B, H, q, d) at rows ``row_ids`` (B, 1), ``positions`` (B, q)."""
+    keys[row_ids, :, positions] = key_states.transpose(1, 2).to(keys.dtype)  # (B, q, H, d)
+    values[row_ids, :, positions] = value_states.transpose(1, 2).to(values.dtype)
 
 
 class SlotView(Cache):
@@ -201,8 +212,7 @@ class SlotView(Cache):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """key_states, value_states (B, kv_heads, q, head_dim) -> the rows' keys and values, (B, kv_heads, length, head_dim)."""
         keys, values = self.pool.data[layer_idx, 0], self.pool.data[layer_idx, 1]  # (S, H, C, d)
-        keys[self.row_ids, :, self.positions] = key_states.transpose(1, 2).to(keys.dtype)  # (B, q, H, d)
-        values[self.row_ids, :, self.positions] = value_states.transpose(1, 2).to(values.dtype)
+        _write_rows(keys, values, self.row_ids, self.positions, key_states, value_states)
         return keys[:self.rows, :, :self.length], values[:self.rows, :, :self.length]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -245,8 +255,7 @@ class DecodeScratch(Cache):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """key_states, value_states (B, kv_heads, q, head_dim) -> every row's keys and values, (B, kv_heads, span, head_dim)."""
         keys, values = self.data[layer_idx, 0], self.data[layer_idx, 1]  # (B, H, span, d), contiguous
-        keys[self.row_ids, :, self.positions] = key_states.transpose(1, 2).to(keys.dtype)  # (B, q, H, d)
-        values[self.row_ids, :, self.positions] = value_states.transpose(1, 2).to(values.dtype)
+        _write_rows(keys, values, self.row_ids, self.positions, key_states, value_states)
         return keys, values
 
     def commit(self, low: int, high: int) -> None:
@@ -255,8 +264,7 @@ class DecodeScratch(Cache):
         go at and after each row's length)."""
         if high > low:
             self.pool.data[:, :, :self.rows, :, low:high] = self.data[..., low:high, :]
-        for row in range(self.rows):
-            self.pool.extent[row] = max(self.pool.extent[row], high)
+        self.pool.written(self.rows, high)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.span

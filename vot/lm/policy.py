@@ -64,6 +64,9 @@ class SmallPolicy:
             noise (`vot.lm.sampling`): samples do not depend on batching, order or resuming.
         device: ``cpu``, ``cuda`` or ``cuda:N`` (bf16 on CUDA).
 
+    The policy switches ``model``'s decoder to `vot.lm.attention.decode_attention` (sdpa everywhere
+    but decode steps on CPU; the model still trains and saves as before).
+
     Log-probs are those of the model at temperature 1 over the tokens a policy may write (the
     structural tokens ``<pad> <unk> <bos> <img> </img>`` and the index tokens are masked), for
     each written token, end token included.
