@@ -27,6 +27,7 @@ from tasks.registry import family
 from vision_encoder.patch import images_to_pixels
 from vot.keys import chain_seed
 from vot.lm.attention import use_decode_attention
+from vot.lm.batching import MIN_SHARED_PREFIX, common_prefix, duplicates, length_buckets
 from vot.lm.kv import DecodeScratch, Slot, SlotCache
 from vot.lm.model import IMAGE_SLOT, PolicyModel
 from vot.lm.sampling import key_tensor, sample
@@ -116,9 +117,7 @@ class SmallPolicy:
                 gc.collect()  # finished chains' contexts can sit in reference cycles
             if self.cache.used == 0 and self.cache.slots > 2 * len(contexts):
                 self.cache.clear()  # the last set of chains is gone and was larger: give its memory back
-            vision = self._encode_each([p.image for p in problems])
-            self._feed_chunks(contexts, [context_ids(c.problem, self.tokenizer) + [self.tokenizer.img] for c in contexts],
-                              vision, [[self.tokenizer.index(1)] for _ in contexts])
+            self._prefill(contexts)
         return contexts
 
     @torch.no_grad()
@@ -211,6 +210,38 @@ class SmallPolicy:
         return child
 
     # --- helpers --------------------------------------------------------------------------------
+    def _prefill(self, contexts: list[LMContext]) -> None:
+        """Feed each context its prompt, ``<img>``, its problem image's vision tokens, ``</img>`` and
+        ``<1>`` (`vot.lm.batching`): identical inputs once, the prefix all prompts share once, the
+        rest in groups of similar length."""
+        tok = self.tokenizer
+        prompts = [context_ids(c.problem, tok) + [tok.img] for c in contexts]
+        firsts = duplicates([(tuple(p), c.problem.image.size, c.problem.image.tobytes()) for p, c in zip(prompts, contexts)])
+        unique = [i for i, first in enumerate(firsts) if first == i]
+        vision = self._encode_each([contexts[i].problem.image for i in unique])
+        shared = common_prefix([prompts[i] for i in unique]) if len(unique) > 1 else 0
+        if shared >= MIN_SHARED_PREFIX:
+            root = LMContext(contexts[unique[0]].problem, 0, True, ())
+            self._feed_chunks([root], [prompts[unique[0]][:shared]], None, [[]])
+            for i in unique:
+                self._share(contexts[i], root)
+        else:
+            shared = 0
+        rests = [prompts[i][shared:] for i in unique]
+        for group in length_buckets([len(rest) + len(image) for rest, image in zip(rests, vision)]):
+            self._feed_chunks([contexts[unique[g]] for g in group], [rests[g] for g in group], [vision[g] for g in group],
+                              [[tok.index(1)] for _ in group])
+        for i, first in enumerate(firsts):
+            if first != i:
+                self._share(contexts[i], contexts[first])
+
+    @staticmethod
+    def _share(context: LMContext, source: LMContext) -> None:
+        """``context`` (not yet fed) continues from ``source``'s fed positions, on its slot until it writes."""
+        context.slot, context.length, context.logits = source.slot, source.length, source.logits
+        context.history, context.segment = list(source.history), source.segment
+        source.slot.sharers.add(context)
+
     def _encode_each(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
         """Vision tokens per image, (T, D) each; images batched by size."""
         out: list[torch.Tensor | None] = [None] * len(images)
