@@ -4,8 +4,9 @@
                                     [--sketchers oracle,default] [--device cpu] [--out FILE.json]
 
 Full loop: ``Reasoner.run`` of the shipped bundle, greedy, one chain per problem, ``batch`` problems
-advanced together; chains/s and policy tokens/s over ``max(batch, --min-chains)`` chains (batches
-run one after another). Decoder alone: ``policy.think`` once over ``batch`` freshly begun contexts,
+advanced together (``--samples N``: N sampled chains per problem, as best-of-N runs them, and
+``batch / N`` problems together); chains/s and policy tokens/s over ``max(batch, --min-chains)``
+chains (batches run one after another). Decoder alone: ``policy.think`` once over ``batch`` freshly begun contexts,
 forced to write ``--new-tokens`` tokens each, and on the same decoder with a prompt of the same mean
 length, HF ``generate`` with a dynamic and a static cache (prefill time subtracted): once on prompts of
 the contexts' own lengths, left-padded to the longest as a ragged batch must be, and with
@@ -35,14 +36,17 @@ def _problems(task, size, count, seed=0):
     return [task.generate(rng, size=size) for _ in range(count)]
 
 
-def loop_rate(reasoner, problems, batch):
-    """(chains/s, tokens/s) of greedy chains, ``batch`` at a time."""
-    began, tokens = time.perf_counter(), 0
-    for start in range(0, len(problems), batch):
-        for group in reasoner.run(problems[start:start + batch], n=1, greedy=True):
-            tokens += group[0].compute.policy_tokens
+def loop_rate(reasoner, problems, batch, samples=1):
+    """(chains/s, tokens/s): greedy chains, ``batch`` at a time; with ``samples`` > 1, that many
+    sampled chains per problem (best-of-N's chains), ``batch // samples`` problems at a time."""
+    began, tokens, chains = time.perf_counter(), 0, 0
+    step = max(batch // samples, 1)
+    for start in range(0, len(problems), step):
+        for group in reasoner.run(problems[start:start + step], n=samples, greedy=samples == 1):
+            tokens += sum(chain.compute.policy_tokens for chain in group)
+            chains += len(group)
     seconds = time.perf_counter() - began
-    return len(problems) / seconds, tokens / seconds
+    return chains / seconds, tokens / seconds
 
 
 def decode_rate(policy, problems, new):
@@ -104,6 +108,8 @@ def main(argv=None):
     parser.add_argument("--batches", default="1,8,64,256")
     parser.add_argument("--sketchers", default="oracle,default")
     parser.add_argument("--min-chains", type=int, default=16, help="chains timed per point at least")
+    parser.add_argument("--samples", type=int, default=1,
+                        help="chains per problem in the full loop (> 1: sampled, as best-of-N runs them; a batch counts chains)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens per row in the decoder-alone timing")
@@ -130,10 +136,10 @@ def main(argv=None):
         task = tasks.get(reasoner.policy.model.spec.task)
         for size in sizes:
             for batch in batches:
-                problems = _problems(task, size, max(batch, args.min_chains))
+                problems = _problems(task, size, -(-max(batch, args.min_chains) // args.samples))
                 reasoner.run(problems[:1], n=1, greedy=True)  # warm-up
-                chains, tokens = loop_rate(reasoner, problems, batch)
-                row = dict(sketcher=sketcher, size=size, batch=batch, chains=len(problems),
+                chains, tokens = loop_rate(reasoner, problems, batch, args.samples)
+                row = dict(sketcher=sketcher, size=size, batch=batch, samples=args.samples, chains=len(problems) * args.samples,
                            chains_per_s=round(chains, 2), tokens_per_s=round(tokens, 1))
                 record["loop"].append(row)
                 print(json.dumps(row), flush=True)

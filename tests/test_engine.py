@@ -57,6 +57,11 @@ def test_slots_move_without_changing_contents_and_are_released():
     assert sorted(s.index for s in slots) == [0, 1, 2, 3, 4]
     for i, slot in enumerate(slots):
         assert torch.all(pool.data[:, :, slot.index, :, :6] == float(i))
+    pool.arrange([slots[0], slots[4]], start=3)  # rows 3..4: slot 4 moves out, slot 0 in
+    assert {slots[0].index, slots[4].index} == {3, 4}
+    assert sorted(s.index for s in slots) == [0, 1, 2, 3, 4]
+    for i, slot in enumerate(slots):
+        assert torch.all(pool.data[:, :, slot.index, :, :6] == float(i))
     assert pool.used == 5
     del slots[:], slot
     gc.collect()

@@ -78,7 +78,7 @@ def test_a_set_begun_together_has_the_logits_and_cache_of_each_begun_alone():
     assert common_prefix(prompts) >= MIN_SHARED_PREFIX  # one size: the opening sentences are shared
     calls = []
     forward = policy._forward
-    policy._forward = lambda embeds, *args: calls.append(embeds.shape) or forward(embeds, *args)
+    policy._forward = lambda embeds, *args, **kw: calls.append(embeds.shape) or forward(embeds, *args, **kw)
     together, logits = _begin_logits(policy, problems, [0] * len(problems))
     assert calls[0][0] == 1 and len(calls) > 2  # the prefix for one row, then more than one length group
     rows = [(c.slot.index, c.length) for c in together]

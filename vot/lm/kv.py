@@ -4,7 +4,8 @@
 chunks of slots and of positions. A chain's context holds a `Slot` handle and its own length; its
 cached positions are ``data[:, :, slot.index, :, :length]``. A batched call over B contexts first
 `arrange`s their slots into rows 0..B-1 (moving only the slots that are outside), so the decoder
-reads ``data[:, :, :B]`` as a view: nothing is restacked per call or per token.
+reads ``data[:, :, :B]`` as a view: nothing is restacked per call or per token. (A call may take
+rows start..start+B-1 instead: the prefill arranges a whole set once and feeds it group by group.)
 
 Forks share. A fork is a second context on the same slot at the same length. A context may write
 in place only at and after its own length, and only while no other live context on the slot is
@@ -154,14 +155,14 @@ class SlotCache:
         slot = context.slot
         return slot is None or any(other.length > context.length for other in slot.sharers if other is not context)
 
-    def arrange(self, slots: Sequence[Slot]) -> None:
-        """Move the distinct ``slots`` into indices 0..len(slots)-1 (in any order), swapping out
-        whatever sat there (each moved slot's written extent is copied)."""
-        rows = len(slots)
-        inside = {s.index for s in slots if s.index < rows}
-        targets = (i for i in range(rows) if i not in inside)
+    def arrange(self, slots: Sequence[Slot], start: int = 0) -> None:
+        """Move the distinct ``slots`` into indices start..start+len(slots)-1 (in any order), swapping
+        out whatever sat there (each moved slot's written extent is copied)."""
+        rows = range(start, start + len(slots))
+        inside = {s.index for s in slots if s.index in rows}
+        targets = (i for i in rows if i not in inside)
         source, target = [], []
-        for slot in (s for s in slots if s.index >= rows):
+        for slot in (s for s in slots if s.index not in rows):
             to = next(targets)
             displaced = self.owners[to]() if self.owners[to] is not None else None
             source.append(slot.index)
@@ -179,16 +180,16 @@ class SlotCache:
             src = torch.tensor(source, device=self.device)
             self.data[:, :, target, :, :length] = self.data[:, :, src, :, :length]
 
-    def view(self, rows: int, positions: torch.Tensor, length: int) -> "SlotView":
-        """A transformers `Cache` over rows 0..rows-1 that writes new keys at ``positions`` (B, q)
-        and attends over the first ``length`` positions."""
-        self.reserve(rows, length)
-        self.written(rows, length)
-        return SlotView(self, rows, positions, length)
+    def view(self, rows: int, positions: torch.Tensor, length: int, start: int = 0) -> "SlotView":
+        """A transformers `Cache` over rows start..start+rows-1 that writes new keys at ``positions``
+        (B, q) and attends over the first ``length`` positions."""
+        self.reserve(start + rows, length)
+        self.written(rows, length, start)
+        return SlotView(self, rows, positions, length, start)
 
-    def written(self, rows: int, length: int) -> None:
-        """Rows 0..rows-1 may hold written positions below ``length`` (`arrange` copies that much)."""
-        for row in range(rows):
+    def written(self, rows: int, length: int, start: int = 0) -> None:
+        """Rows start..start+rows-1 may hold written positions below ``length`` (`arrange` copies that much)."""
+        for row in range(start, start + rows):
             self.extent[row] = max(self.extent[row], length)
 
 
@@ -203,17 +204,18 @@ class SlotView(Cache):
     """The transformers `Cache` one forward call sees: ``update`` writes the new keys and values
     into the pool at each row's own positions and returns the rows' first ``length`` positions."""
 
-    def __init__(self, pool: SlotCache, rows: int, positions: torch.Tensor, length: int):
+    def __init__(self, pool: SlotCache, rows: int, positions: torch.Tensor, length: int, start: int = 0):
         super().__init__(layers=[])
-        self.pool, self.rows, self.length = pool, rows, length
+        self.pool, self.rows, self.length, self.start = pool, rows, length, start
         self.positions = positions  # (B, q)
-        self.row_ids = torch.arange(rows, device=positions.device)[:, None]  # (B, 1)
+        self.row_ids = torch.arange(start, start + rows, device=positions.device)[:, None]  # (B, 1)
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
         """key_states, value_states (B, kv_heads, q, head_dim) -> the rows' keys and values, (B, kv_heads, length, head_dim)."""
         keys, values = self.pool.data[layer_idx, 0], self.pool.data[layer_idx, 1]  # (S, H, C, d)
         _write_rows(keys, values, self.row_ids, self.positions, key_states, value_states)
-        return keys[:self.rows, :, :self.length], values[:self.rows, :, :self.length]
+        rows = slice(self.start, self.start + self.rows)
+        return keys[rows, :, :self.length], values[rows, :, :self.length]
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.length

@@ -228,9 +228,13 @@ class SmallPolicy:
         else:
             shared = 0
         rests = [prompts[i][shared:] for i in unique]
-        for group in length_buckets([len(rest) + len(image) for rest, image in zip(rests, vision)]):
+        groups = length_buckets([len(rest) + len(image) for rest, image in zip(rests, vision)])
+        self._claim([contexts[unique[g]] for group in groups for g in group])  # each its slot, in group order: no moves
+        start = 0
+        for group in groups:
             self._feed_chunks([contexts[unique[g]] for g in group], [rests[g] for g in group], [vision[g] for g in group],
-                              [[tok.index(1)] for _ in group])
+                              [[tok.index(1)] for _ in group], start)
+            start += len(group)
         for i, first in enumerate(firsts):
             if first != i:
                 self._share(contexts[i], contexts[first])
@@ -255,30 +259,31 @@ class SmallPolicy:
                 out[i] = vision[row]
         return out
 
-    def _claim(self, contexts: Sequence[LMContext]) -> list[int]:
-        """Give every context a slot it may append to, in rows 0..B-1; returns, for each row,
-        the index into ``contexts`` of the context there."""
+    def _claim(self, contexts: Sequence[LMContext], start: int = 0) -> list[int]:
+        """Give every context a slot it may append to, in rows start..start+B-1; returns, for each
+        row r, the index into ``contexts`` of the context in row start + r."""
         seen: set[int] = set()
         fresh = 0  # at most this many new slots: no slot, a longer sharer, or a slot twice in the call
         for c in contexts:
             fresh += self.cache.needs_copy(c) or id(c.slot) in seen
             seen.add(id(c.slot))
-        self.cache.reserve(self.cache.used + fresh, max(c.length for c in contexts) + 1)
+        self.cache.reserve(max(self.cache.used + fresh, start + len(contexts)), max(c.length for c in contexts) + 1)
         claimed: set[int] = set()
         for context in contexts:
             self.cache.writable(context, claimed)
-        self.cache.arrange([c.slot for c in contexts])
+        self.cache.arrange([c.slot for c in contexts], start)
         rows = [0] * len(contexts)
         for i, context in enumerate(contexts):
-            rows[context.slot.index] = i
+            rows[context.slot.index - start] = i
         return rows
 
     def _feed_chunks(self, contexts: list[LMContext], heads: list[list[int]], vision: list[torch.Tensor] | None,
-                     afters: list[list[int]]) -> None:
+                     afters: list[list[int]], start: int = 0) -> None:
         """Feed each context ``heads[i]``, then (if given) its vision tokens (T_i, D) and ``</img>``,
-        then ``afters[i]``, in one batched forward; sets each context's next-token logits."""
+        then ``afters[i]``, in one batched forward over cache rows ``start``.. (see `_claim`); sets
+        each context's next-token logits."""
         tok = self.tokenizer
-        rows = self._claim(contexts)
+        rows = self._claim(contexts, start)
         ids, segments = [], []
         for row in range(len(contexts)):
             i = rows[row]
@@ -302,7 +307,7 @@ class SmallPolicy:
         pieces = None if vision is None else torch.cat([vision[rows[row]].to(self.device) for row in range(len(contexts))])[None]  # (1, ΣT, D)
         embeds = self.model.embed(ids_t, pieces, segments_t)  # (B, q, D)
         lengths = torch.tensor([contexts[rows[row]].length for row in range(len(contexts))], device=self.device)
-        logits = self._forward(embeds, lengths, real, max(c.length for c in contexts) + width)  # (B, q, V)
+        logits = self._forward(embeds, lengths, real, max(c.length for c in contexts) + width, start=start)  # (B, q, V)
         last = logits[torch.arange(len(contexts), device=self.device), real - 1].float()  # (B, V)
         for row in range(len(contexts)):
             context = contexts[rows[row]]
@@ -310,8 +315,8 @@ class SmallPolicy:
             context.logits = last[row]
 
     def _forward(self, embeds: torch.Tensor, lengths: torch.Tensor, real: torch.Tensor, span: int,
-                 scratch: DecodeScratch | None = None) -> torch.Tensor:
-        """embeds (B, q, D) fed to rows 0..B-1 of the cache at each row's ``lengths`` (B,); the
+                 scratch: DecodeScratch | None = None, start: int = 0) -> torch.Tensor:
+        """embeds (B, q, D) fed to rows start..start+B-1 of the cache at each row's ``lengths`` (B,); the
         first ``real`` (B,) positions of a row are real (the rest write garbage past its length,
         which the next call overwrites); ``span`` (from the host, so no transfer) bounds every
         row's length + q -> logits (B, q, V). A decode step passes the think's ``scratch`` (its
@@ -323,7 +328,7 @@ class SmallPolicy:
         visible = (keys[None, None] <= positions[:, :, None]) & (keys[None, None] < (lengths + real)[:, None, None])  # (B, q, K)
         dtype = embeds.dtype
         mask = torch.zeros(visible.shape, dtype=dtype, device=device).masked_fill(~visible, torch.finfo(dtype).min)
-        cache = self.cache.view(batch, positions, span) if scratch is None else scratch.at(positions)
+        cache = self.cache.view(batch, positions, span, start) if scratch is None else scratch.at(positions)
         out = self.model.decoder(inputs_embeds=embeds, attention_mask=mask[:, None], position_ids=positions,
                                  cache=cache, use_cache=True)
         return out.logits
