@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import tasks
-from vot.lm.batching import MIN_SHARED_PREFIX, common_prefix, duplicates, length_buckets
+from vot.lm.batching import MIN_SHARED_PREFIX, common_prefix, duplicates, length_buckets, prefix_groups
 from vot.lm.policy import SmallPolicy
 from vot.lm.sequences import context_ids
 from tests.test_small_policy import _model, _problems
@@ -22,6 +22,13 @@ def test_common_prefix_stops_at_the_first_difference_or_the_shortest():
     assert common_prefix([[1, 2], [1, 2, 3]]) == 2
     assert common_prefix([[7], [8]]) == 0
     assert common_prefix([]) == 0
+
+
+def test_prefix_groups_gather_sequences_that_open_alike():
+    sequences = [[1, 2, 3, 4, 9], [5, 6, 7], [1, 2, 3, 4, 8, 8], [5, 6, 7, 1], [1, 2, 0], [4]]
+    assert prefix_groups(sequences, min_shared=3) == [(4, [0, 2]), (3, [1, 3])]
+    assert prefix_groups(sequences, min_shared=4) == [(4, [0, 2])]
+    assert prefix_groups([[1, 2]], min_shared=1) == []
 
 
 def _cost(groups, lengths, call_cost):
@@ -73,14 +80,14 @@ def test_a_set_begun_together_has_the_logits_and_cache_of_each_begun_alone():
     ends up with the length, history, segment state, next-token logits and cached keys it gets alone."""
     policy = SmallPolicy(_model(), max_thought_tokens=5, seed=0)
     task = tasks.get("maze-mcq-v0")
-    problems = [task.generate(np.random.default_rng(i), size=4) for i in range(6)]
+    problems = [task.generate(np.random.default_rng(i), size=3 + i % 2) for i in range(8)]
     prompts = [context_ids(p, policy.tokenizer) for p in problems]
-    assert common_prefix(prompts) >= MIN_SHARED_PREFIX  # one size: the opening sentences are shared
+    assert common_prefix(prompts[::2]) >= MIN_SHARED_PREFIX  # one size: the opening sentences are shared
     calls = []
     forward = policy._forward
     policy._forward = lambda embeds, *args, **kw: calls.append(embeds.shape) or forward(embeds, *args, **kw)
     together, logits = _begin_logits(policy, problems, [0] * len(problems))
-    assert calls[0][0] == 1 and len(calls) > 2  # the prefix for one row, then more than one length group
+    assert [c[0] for c in calls[:2]] == [1, 1] and len(calls) > 3  # a prefix per size for one row, then length groups
     rows = [(c.slot.index, c.length) for c in together]
     keys = [policy.cache.data[:, :, index, :, :length].clone() for index, length in rows]
     for i, problem in enumerate(problems):

@@ -6,8 +6,9 @@ so they are tested without a model):
 
 * `duplicates`: identical inputs (best-of-N chains of one problem) are fed once; the others share
   the first one's slot, as forks do.
-* `common_prefix`: the tokens every prompt of the set starts with (a task's fixed opening
-  sentences, 57 tokens of 109-235 on maze 5) are fed once, for one row, and shared.
+* `prefix_groups`: prompts that open alike (one task and size: the fixed opening sentences, 57
+  tokens of 109-235 on maze 5) form a group whose `common_prefix` is fed once, for one row, and
+  shared; a set of mixed sizes has a group per size.
 * `length_buckets`: the rest is fed in groups of similar length, so a 109-token prompt is not
   padded to 235.
 """
@@ -40,6 +41,17 @@ def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
         if any(s[i] != token for s in sequences):
             return i
     return shortest
+
+
+def prefix_groups(sequences: Sequence[Sequence[int]], min_shared: int = MIN_SHARED_PREFIX) -> list[tuple[int, list[int]]]:
+    """Groups of two or more sequences that agree on their first ``min_shared`` tokens, each with the
+    length of the prefix all its members share (at least ``min_shared``): [(shared, indices), ...]."""
+    by_opening: dict[tuple[int, ...], list[int]] = {}
+    for i, sequence in enumerate(sequences):
+        if len(sequence) >= min_shared:
+            by_opening.setdefault(tuple(sequence[:min_shared]), []).append(i)
+    return [(common_prefix([sequences[i] for i in members]), members)
+            for members in by_opening.values() if len(members) > 1]
 
 
 def length_buckets(lengths: Sequence[int], call_cost: int = CALL_COST_POSITIONS) -> list[list[int]]:

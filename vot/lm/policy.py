@@ -27,7 +27,7 @@ from tasks.registry import family
 from vision_encoder.patch import images_to_pixels
 from vot.keys import chain_seed
 from vot.lm.attention import use_decode_attention
-from vot.lm.batching import MIN_SHARED_PREFIX, common_prefix, duplicates, length_buckets
+from vot.lm.batching import duplicates, length_buckets, prefix_groups
 from vot.lm.kv import DecodeScratch, Slot, SlotCache
 from vot.lm.model import IMAGE_SLOT, PolicyModel
 from vot.lm.sampling import key_tensor, sample
@@ -212,22 +212,22 @@ class SmallPolicy:
     # --- helpers --------------------------------------------------------------------------------
     def _prefill(self, contexts: list[LMContext]) -> None:
         """Feed each context its prompt, ``<img>``, its problem image's vision tokens, ``</img>`` and
-        ``<1>`` (`vot.lm.batching`): identical inputs once, the prefix all prompts share once, the
-        rest in groups of similar length."""
+        ``<1>`` (`vot.lm.batching`): identical inputs once, each group's shared prompt prefix once,
+        the rest in groups of similar length."""
         tok = self.tokenizer
         prompts = [context_ids(c.problem, tok) + [tok.img] for c in contexts]
         firsts = duplicates([(tuple(p), c.problem.image.size, c.problem.image.tobytes()) for p, c in zip(prompts, contexts)])
         unique = [i for i, first in enumerate(firsts) if first == i]
         vision = self._encode_each([contexts[i].problem.image for i in unique])
-        shared = common_prefix([prompts[i] for i in unique]) if len(unique) > 1 else 0
-        if shared >= MIN_SHARED_PREFIX:
-            root = LMContext(contexts[unique[0]].problem, 0, True, ())
-            self._feed_chunks([root], [prompts[unique[0]][:shared]], None, [[]])
-            for i in unique:
-                self._share(contexts[i], root)
-        else:
-            shared = 0
-        rests = [prompts[i][shared:] for i in unique]
+        shared = [0] * len(unique)  # per unique context, the positions its group's root feeds
+        for length, members in prefix_groups([prompts[i] for i in unique]):
+            first = contexts[unique[members[0]]]
+            root = LMContext(first.problem, 0, True, ())
+            self._feed_chunks([root], [prompts[unique[members[0]]][:length]], None, [[]])
+            for g in members:
+                self._share(contexts[unique[g]], root)
+                shared[g] = length
+        rests = [prompts[i][skip:] for i, skip in zip(unique, shared)]
         groups = length_buckets([len(rest) + len(image) for rest, image in zip(rests, vision)])
         self._claim([contexts[unique[g]] for group in groups for g in group])  # each its slot, in group order: no moves
         start = 0
