@@ -229,7 +229,8 @@ class SmallPolicy:
                 shared[g] = length
         rests = [prompts[i][skip:] for i, skip in zip(unique, shared)]
         groups = length_buckets([len(rest) + len(image) for rest, image in zip(rests, vision)])
-        self._claim([contexts[unique[g]] for group in groups for g in group])  # each its slot, in group order: no moves
+        if len(groups) > 1:
+            self._claim([contexts[unique[g]] for group in groups for g in group])  # each its slot, in group order: no moves
         start = 0
         for group in groups:
             self._feed_chunks([contexts[unique[g]] for g in group], [rests[g] for g in group], [vision[g] for g in group],
