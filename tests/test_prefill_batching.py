@@ -110,3 +110,21 @@ def test_duplicate_problems_are_fed_once_and_sample_their_own_chains():
     alone = [policy.think(policy.begin([p], [s]))[0].text for p, s in zip(flat, [0, 1, 2, 0, 1])]
     assert together == alone
     assert len(set(together[:3])) > 1  # the copies still sample their own thoughts
+
+
+def test_prompts_that_differ_only_in_their_image_share_the_whole_prompt():
+    """The shared prefix may run to ``<img>``: each row then feeds only its vision tokens onward."""
+    import dataclasses
+
+    task = tasks.get("maze-mcq-v0")
+    first, other = (task.generate(np.random.default_rng(i), size=4) for i in (0, 1))
+    twin = dataclasses.replace(first, id=first.id + "-twin", state=other.state)  # same words, another maze
+    policy = SmallPolicy(_model(), max_thought_tokens=5, seed=0)
+    assert twin.image.tobytes() != first.image.tobytes()
+    together, logits = _begin_logits(policy, [first, twin], [0, 0])
+    assert together[0].slot is not together[1].slot
+    for i, problem in enumerate([first, twin]):
+        [alone], single = _begin_logits(SmallPolicy(_model(), max_thought_tokens=5, seed=0), [problem], [0])
+        assert alone.history == together[i].history
+        torch.testing.assert_close(logits[i], single[0], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(logits[0], logits[1])  # the images differ, so do the next-token logits

@@ -216,9 +216,10 @@ class SmallPolicy:
         the rest in groups of similar length."""
         tok = self.tokenizer
         prompts = [context_ids(c.problem, tok) + [tok.img] for c in contexts]
-        firsts = duplicates([(tuple(p), c.problem.image.size, c.problem.image.tobytes()) for p, c in zip(prompts, contexts)])
+        images = [c.problem.image for c in contexts]  # rendered from the state on every access: once here
+        firsts = duplicates([(tuple(p), image.size, image.tobytes()) for p, image in zip(prompts, images)])
         unique = [i for i, first in enumerate(firsts) if first == i]
-        vision = self._encode_each([contexts[i].problem.image for i in unique])
+        vision = self._encode_each([images[i] for i in unique])
         shared = [0] * len(unique)  # per unique context, the positions its group's root feeds
         for length, members in prefix_groups([prompts[i] for i in unique]):
             first = contexts[unique[members[0]]]
