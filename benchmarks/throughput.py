@@ -119,6 +119,8 @@ def main(argv=None):
                         help="also time generate with every prompt at the contexts' mean length (no padding)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.samples < 1:
+        parser.error(f"--samples must be at least 1, got {args.samples}")
     warnings.filterwarnings("ignore")
     if args.threads:
         torch.set_num_threads(args.threads)

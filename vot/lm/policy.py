@@ -203,10 +203,8 @@ class SmallPolicy:
     def fork(self, context: LMContext, branch: int) -> LMContext:
         lineage = context.lineage + (int(branch),)
         child = LMContext(context.problem, chain_seed(self.seed, context.problem.id, lineage), context.greedy, lineage,
-                          context.slot, context.length, context.logits, context.drawn, list(context.pending),
-                          list(context.history), context.thoughts, context.segment)
-        if child.slot is not None:
-            child.slot.sharers.add(child)
+                          drawn=context.drawn, pending=list(context.pending), thoughts=context.thoughts)
+        self._share(child, context)
         return child
 
     # --- helpers --------------------------------------------------------------------------------
@@ -243,10 +241,12 @@ class SmallPolicy:
 
     @staticmethod
     def _share(context: LMContext, source: LMContext) -> None:
-        """``context`` (not yet fed) continues from ``source``'s fed positions, on its slot until it writes."""
+        """``context`` continues from ``source``'s fed positions, on its slot until it writes (forks,
+        duplicate inputs and shared prefixes)."""
         context.slot, context.length, context.logits = source.slot, source.length, source.logits
         context.history, context.segment = list(source.history), source.segment
-        source.slot.sharers.add(context)
+        if source.slot is not None:
+            source.slot.sharers.add(context)
 
     def _encode_each(self, images: Sequence[Image.Image]) -> list[torch.Tensor]:
         """Vision tokens per image, (T, D) each; images batched by size."""
