@@ -186,6 +186,40 @@ def test_shipped_bundle_chains_decoded_together_equal_a_full_forward_over_each_t
             np.testing.assert_allclose(step.logprobs, full, atol=1e-4)
 
 
+def test_rows_that_close_leave_the_think_and_the_rest_decode_as_they_would_alone(monkeypatch):
+    """A think drops its closed rows once half have closed (`DecodeScratch.keep`): the chains, their
+    log-probs and their cached keys are those of thinks that keep every row to the end, and those of
+    each chain alone."""
+    import vot
+
+    kept = []
+    keep = DecodeScratch.keep
+    monkeypatch.setattr(DecodeScratch, "keep", lambda self, rows, steps: kept.append(len(rows)) or keep(self, rows, steps))
+    reasoner = vot.load("maze", sketcher="oracle", max_steps=10)
+    task = tasks.get(reasoner.policy.model.spec.task)
+    problems = [task.generate(np.random.default_rng(i), size=(4, 5, 6)[i % 3]) for i in range(6)]
+
+    def chains(compact_rows, batch):
+        reasoner.policy.compact_rows = compact_rows
+        runs = [reasoner.start(problems[i:i + batch], [0] * len(problems[i:i + batch])) for i in range(0, len(problems), batch)]
+        for running in runs:
+            reasoner.complete(running)
+        items = [item for running in runs for item in running]
+        pool = reasoner.policy.cache.data
+        keys = [pool[:, :, it.context.slot.index, :, :it.context.length].clone() for it in items]
+        return [[s.thought for s in it.chain.steps] for it in items], [[s.logprobs for s in it.chain.steps] for it in items], keys
+
+    dropping = chains(2, 6)  # sampled chains (the bundle's temperature 1)
+    assert kept, "no think dropped its closed rows"
+    for other in (chains(10**9, 6), chains(2, 1)):
+        assert dropping[0] == other[0]
+        for ours, theirs in zip(dropping[1], other[1]):
+            for a, b in zip(ours, theirs):
+                np.testing.assert_allclose(a, b, atol=1e-5)
+        for ours, theirs in zip(dropping[2], other[2]):
+            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)  # batch composition moves the last bits
+
+
 def test_sketches_kept_on_the_device_give_the_chains_of_the_pil_path():
     import vot
 
@@ -270,25 +304,53 @@ def test_a_policy_decodes_with_its_attention_and_its_model_still_trains():
     assert isinstance(policy.cache._scratch, torch.Tensor) and policy.cache._scratch.numel() > 0  # decode ran on a scratch
 
 
-def test_the_decode_scratch_commits_only_positions_at_or_after_each_rows_length():
+def test_the_decode_scratch_commits_only_the_positions_its_steps_fed():
     pool = SlotCache(1, 1, 2, device="cpu", dtype=torch.float32)
     a, b = pool.allocate(), pool.allocate()
     pool.reserve(2, 6)
     pool.data[:, :, :2, :, :6] = torch.arange(1, 49, dtype=torch.float32).reshape(1, 2, 2, 1, 6, 2)
     before = pool.data.clone()
-    scratch = DecodeScratch(pool, 2, cached=4, span=6)  # row 0 holds 2 positions, row 1 holds 4
+    scratch = DecodeScratch(pool, 2, lengths=[2, 4], span=6)  # row 0 holds 2 positions, row 1 holds 4
     assert torch.equal(scratch.data[..., :4, :], before[:, :, :2, :, :4]) and not scratch.data[..., 4:, :].any()
     positions = torch.tensor([[2], [4]])
     scratch.at(positions).update(torch.full((2, 1, 1, 2), -1.0), torch.full((2, 1, 1, 2), -2.0), 0)
-    scratch.commit(2, 5)
+    scratch.commit(1)
     after = pool.data
-    assert (after[0, 0, 0, 0, 2] == -1).all() and (after[0, 1, 1, 0, 4] == -2).all()
+    assert (after[0, 0, 0, 0, 2] == -1).all() and (after[0, 1, 0, 0, 2] == -2).all()
+    assert (after[0, 0, 1, 0, 4] == -1).all() and (after[0, 1, 1, 0, 4] == -2).all()
     untouched = torch.ones_like(after, dtype=torch.bool)
-    untouched[0, :, 0, 0, 2] = untouched[0, :, 1, 0, 4] = False  # the two writes
-    untouched[0, :, 0, 0, 4] = False  # row 0 past its new length: the scratch's zeros (garbage the next write replaces)
+    untouched[0, :, 0, 0, 2] = untouched[0, :, 1, 0, 4] = False  # the two writes, nothing else
     assert torch.equal(after[untouched], before[untouched])
     assert pool.extent[:2] == [5, 5]
     del a, b
+
+
+def test_a_kept_scratch_holds_the_open_rows_and_commits_to_their_pool_rows():
+    pool = SlotCache(1, 1, 2, device="cpu", dtype=torch.float32)
+    slots = [pool.allocate() for _ in range(3)]
+    pool.reserve(3, 8)
+    pool.data[:, :, :3, :, :8] = torch.arange(1, 97, dtype=torch.float32).reshape(1, 2, 3, 1, 8, 2)
+    before = pool.data.clone()
+    scratch = DecodeScratch(pool, 3, lengths=[3, 2, 4], span=8)
+    for step in range(2):  # every row fed twice
+        scratch.at(torch.tensor([[3 + step], [2 + step], [4 + step]])).update(
+            torch.full((3, 1, 1, 2), -1.0 - step), torch.full((3, 1, 1, 2), -1.0 - step), 0)
+    kept = scratch.keep([0, 2], 2)  # rows 0 and 2 go on; row 1 closed
+    assert kept.pool_rows == [0, 2] and kept.lengths == [5, 6]
+    assert torch.equal(kept.data[:, :, 0, :, :5], pool.data[:, :, 0, :, :5])
+    assert torch.equal(kept.data[:, :, 1, :, :6], pool.data[:, :, 2, :, :6]) and not kept.data[..., 6:, :].any()
+    kept.at(torch.tensor([[5], [6]])).update(torch.full((2, 1, 1, 2), -9.0), torch.full((2, 1, 1, 2), -9.0), 0)
+    kept.commit(1)
+    after = pool.data
+    assert (after[0, :, 0, 0, 3] == -1).all() and (after[0, :, 0, 0, 4] == -2).all() and (after[0, :, 0, 0, 5] == -9).all()
+    assert (after[0, :, 1, 0, 2] == -1).all() and (after[0, :, 1, 0, 3] == -2).all()
+    assert (after[0, :, 2, 0, 4] == -1).all() and (after[0, :, 2, 0, 5] == -2).all() and (after[0, :, 2, 0, 6] == -9).all()
+    untouched = torch.ones_like(after, dtype=torch.bool)
+    for row, first, last in [(0, 3, 5), (1, 2, 3), (2, 4, 6)]:
+        untouched[0, :, row, 0, first:last + 1] = False
+    assert torch.equal(after[untouched], before[untouched])
+    assert pool.extent[:3] == [7, 6, 7]
+    del slots
 
 
 def test_slots_of_contexts_in_reference_cycles_are_reused_before_the_pool_grows():

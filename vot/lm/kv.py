@@ -187,9 +187,10 @@ class SlotCache:
         self.written(rows, length, start)
         return SlotView(self, rows, positions, length, start)
 
-    def written(self, rows: int, length: int, start: int = 0) -> None:
-        """Rows start..start+rows-1 may hold written positions below ``length`` (`arrange` copies that much)."""
-        for row in range(start, start + rows):
+    def written(self, rows: int | Sequence[int], length: int, start: int = 0) -> None:
+        """Rows start..start+rows-1 (or the listed ``rows``) may hold written positions below ``length``
+        (`arrange` copies that much)."""
+        for row in (range(start, start + rows) if isinstance(rows, int) else rows):
             self.extent[row] = max(self.extent[row], length)
 
 
@@ -225,28 +226,35 @@ class SlotView(Cache):
 
 
 class DecodeScratch(Cache):
-    """Rows 0..B-1 of a `SlotCache` copied into one contiguous (layers, 2, B, kv_heads, span, head_dim)
+    """Rows of a `SlotCache` copied into one contiguous (layers, 2, B, kv_heads, span, head_dim)
     tensor for the decode steps of one think: each step writes its keys at the rows' ``positions`` and
     attends over the whole ``span`` (the caller masks what a row must not see), so attention reads
     contiguous keys instead of a strided slice of the pool (`vot.lm.attention`). `commit` copies the
-    written positions back into the pool.
+    positions the steps fed back into the pool; `keep` hands the rows still decoding to a smaller scratch.
 
     Args:
-        pool: the slot cache, its rows 0..B-1 arranged for the call.
-        rows: B.
-        cached: every row's cached positions lie below this (the longest row's length).
-        span: the positions the think may reach (``cached`` + its decode steps).
+        pool: the slot cache.
+        rows: B, for the pool's rows 0..B-1 (as a call arranges them), or the pool rows to hold, in order.
+        lengths: each row's cached positions; step k feeds row r at ``lengths[r] + k``.
+        span: the positions the think may reach (the longest length + its decode steps).
     """
 
-    def __init__(self, pool: SlotCache, rows: int, cached: int, span: int):
+    def __init__(self, pool: SlotCache, rows: int | Sequence[int], lengths: Sequence[int], span: int):
         super().__init__(layers=[])
-        pool.reserve(rows, span)
-        self.pool, self.rows, self.span = pool, rows, span
+        self.pool_rows = list(range(rows)) if isinstance(rows, int) else list(rows)
+        self.rows, self.lengths = len(self.pool_rows), list(lengths)
+        if len(self.lengths) != self.rows:
+            raise ValueError(f"got {len(self.lengths)} lengths for {self.rows} rows")
+        pool.reserve(max(self.pool_rows, default=-1) + 1, span)
+        self.pool, self.span = pool, span
         layers, two, heads, dim = pool.shape
-        self.data = pool.scratch(layers * two * rows * heads * span * dim).view(layers, two, rows, heads, span, dim)
-        self.data[..., :cached, :] = pool.data[:, :, :rows, :, :cached]
+        cached = max(self.lengths, default=0)
+        self.data = pool.scratch(layers * two * self.rows * heads * span * dim).view(layers, two, self.rows, heads, span, dim)
+        contiguous = self.pool_rows == list(range(self.rows))
+        self._source = slice(0, self.rows) if contiguous else torch.tensor(self.pool_rows, device=pool.device)  # pool rows
+        self.data[..., :cached, :] = pool.data[:, :, self._source, :, :cached]
         self.data[..., cached:, :] = 0  # never garbage: a masked NaN would still poison the softmax's product
-        self.row_ids = torch.arange(rows, device=pool.device)[:, None]  # (B, 1)
+        self.row_ids = torch.arange(self.rows, device=pool.device)[:, None]  # (B, 1)
         self.positions: torch.Tensor | None = None
 
     def at(self, positions: torch.Tensor) -> "DecodeScratch":
@@ -260,13 +268,23 @@ class DecodeScratch(Cache):
         _write_rows(keys, values, self.row_ids, self.positions, key_states, value_states)
         return keys, values
 
-    def commit(self, low: int, high: int) -> None:
-        """Copy positions [low, high) back into the pool's rows: every position the think wrote lies
-        there, and below a row's own length a copied position holds what the pool held (writes only
-        go at and after each row's length)."""
-        if high > low:
-            self.pool.data[:, :, :self.rows, :, low:high] = self.data[..., low:high, :]
-        self.pool.written(self.rows, high)
+    def commit(self, steps: int) -> None:
+        """Copy each row's positions lengths[r] .. lengths[r] + steps - 1 back into the pool: every
+        position the first ``steps`` steps fed (a row that closed earlier copies what the scratch held
+        past its length, garbage the next write replaces; below its length nothing is touched)."""
+        if steps:
+            device = self.pool.device
+            positions = torch.tensor(self.lengths, device=device)[:, None] + torch.arange(steps, device=device)  # (B, steps)
+            source = self.row_ids if isinstance(self._source, slice) else self._source[:, None]  # (B, 1) pool rows
+            self.pool.data[:, :, source, :, positions] = self.data[:, :, self.row_ids, :, positions]
+        self.pool.written(self.pool_rows, max(self.lengths, default=0) + steps)
+
+    def keep(self, rows: Sequence[int], steps: int) -> "DecodeScratch":
+        """After ``steps`` steps in which ``rows`` (indices into this scratch's rows, ascending) were
+        fed at every step: commit, and return a scratch over only those rows, copied back from the
+        pool. It reuses this scratch's memory, so this one must not be used again."""
+        self.commit(steps)
+        return DecodeScratch(self.pool, [self.pool_rows[r] for r in rows], [self.lengths[r] + steps for r in rows], self.span)
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.span

@@ -10,7 +10,9 @@ slot until they are fed (copy on write).
 
 Decoding runs on the device for the whole batch: tokens are drawn by `vot.lm.sampling` (noise keyed
 per chain and token, independent of batching), log-probs gathered in one op, and the host sees one
-flag per token (whether any row is still open) and reads the tokens at the end of the thought.
+count per token (how many rows are still open) and reads the tokens at the end of the thought. Once
+half the rows of a think have closed, the others go on alone (`vot.lm.kv.DecodeScratch.keep`): a
+thought's last steps do not pay for the rows that already ended theirs.
 """
 from __future__ import annotations
 
@@ -87,6 +89,7 @@ class SmallPolicy:
         self.encoder = model.encoder  # observe turns each sketch into vision tokens with it
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.max_thought_tokens = max_thought_tokens
+        self.compact_rows = 8  # a think over at least this many rows drops its closed rows once half have closed
         self.label = f"small-{model.spec.mode}"
         tok = self.tokenizer
         self._banned = torch.tensor([tok.pad, tok.unk, tok.bos, tok.img, tok.img_end, *tok.indices])  # never written
@@ -141,27 +144,41 @@ class SmallPolicy:
         open_rows = torch.ones(batch, dtype=torch.bool, device=device)
         banned = self._banned.to(device)
         logits = torch.stack([c.logits for c in ordered]).float()  # (B, V)
-        longest, shortest = max(c.length for c in ordered), min(c.length for c in ordered)
+        span = max(c.length for c in ordered) + self.max_thought_tokens - 1  # the positions the think may reach
         embed = self.model.decoder.get_input_embeddings()
         scratch = None  # the decode steps' contiguous copy of the rows' cache, made at the first step
-        count = 0
+        decoding = None  # once closed rows have left the batch: the rows still decoding (B',), ascending
+        count = fed = 0  # tokens drawn; steps fed since the scratch was made
         for t in range(self.max_thought_tokens):
             logits[:, banned] = float("-inf")
-            tokens = sample(logits, greedy, keys, counters + t, temperature=self.temperature, top_p=self.top_p)  # (B,)
-            logprobs[:, t] = torch.log_softmax(logits, -1).gather(1, tokens[:, None])[:, 0]
-            written[:, t] = torch.where(open_rows, tokens, tok.pad)
+            tokens = sample(logits, greedy, keys, counters + t, temperature=self.temperature, top_p=self.top_p)  # (B',)
+            drawn = torch.log_softmax(logits, -1).gather(1, tokens[:, None])[:, 0]  # (B',)
+            at = slice(None) if decoding is None else decoding
+            logprobs[at, t] = drawn
+            written[at, t] = torch.where(open_rows, tokens, tok.pad)
             open_rows &= (tokens != tok.eot) & (tokens != tok.eos)
             count = t + 1
-            if t + 1 == self.max_thought_tokens or not bool(open_rows.any()):  # the one transfer per token
+            still = int(open_rows.sum())  # the one transfer per token
+            if t + 1 == self.max_thought_tokens or not still:
                 break
-            embeds = (embed(tokens) + self.model.segments(segments))[:, None]  # (B, 1, D)
+            if still <= len(open_rows) // 2 and len(open_rows) >= self.compact_rows:  # closed rows leave the batch
+                keep = open_rows.nonzero()[:, 0]  # (B',)
+                decoding = keep if decoding is None else decoding[keep]
+                tokens, lengths, segments, keys, counters = tokens[keep], lengths[keep], segments[keep], keys[keep], counters[keep]
+                greedy = greedy[keep] if isinstance(greedy, torch.Tensor) else greedy
+                open_rows = open_rows[keep]
+                if scratch is not None:  # a kept row was fed at every step so far
+                    scratch, fed = scratch.keep(keep.tolist(), fed), 0
+            embeds = (embed(tokens) + self.model.segments(segments))[:, None]  # (B', 1, D)
             real = open_rows.long()  # a closed row's end token waits for observe
             if scratch is None:
-                scratch = DecodeScratch(self.cache, batch, longest, longest + self.max_thought_tokens - 1)
-            logits = self._forward(embeds, lengths, real, scratch.span, scratch)[:, -1].float()  # (B, V)
+                rows_now = list(range(batch)) if decoding is None else decoding.tolist()
+                scratch = DecodeScratch(self.cache, rows_now, [ordered[r].length for r in rows_now], span)  # t == 0
+            logits = self._forward(embeds, lengths, real, scratch.span, scratch)[:, -1].float()  # (B', V)
             lengths = lengths + real
+            fed += 1
         if scratch is not None:
-            scratch.commit(shortest, longest + count - 1)  # step t wrote below longest + t + 1, t < count - 1
+            scratch.commit(fed)
         written, logprobs = written[:, :count].tolist(), logprobs[:, :count].tolist()
         out: list[Thought | None] = [None] * batch
         ends = (tok.eot, tok.eos)
