@@ -95,7 +95,7 @@ def test_training_on_a_tiny_batch_reduces_the_loss(parts):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0]
 
 
