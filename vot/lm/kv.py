@@ -250,8 +250,9 @@ class DecodeScratch(Cache):
         layers, two, heads, dim = pool.shape
         cached = max(self.lengths, default=0)
         self.data = pool.scratch(layers * two * self.rows * heads * span * dim).view(layers, two, self.rows, heads, span, dim)
-        contiguous = self.pool_rows == list(range(self.rows))
-        self._source = slice(0, self.rows) if contiguous else torch.tensor(self.pool_rows, device=pool.device)  # pool rows
+        pool_ids = torch.tensor(self.pool_rows, dtype=torch.long, device=pool.device)  # (B,)
+        self._pool_ids = pool_ids[:, None]  # (B, 1): where `commit` puts each row
+        self._source = slice(0, self.rows) if self.pool_rows == list(range(self.rows)) else pool_ids  # a slice copies faster
         self.data[..., :cached, :] = pool.data[:, :, self._source, :, :cached]
         self.data[..., cached:, :] = 0  # never garbage: a masked NaN would still poison the softmax's product
         self.row_ids = torch.arange(self.rows, device=pool.device)[:, None]  # (B, 1)
@@ -275,8 +276,7 @@ class DecodeScratch(Cache):
         if steps:
             device = self.pool.device
             positions = torch.tensor(self.lengths, device=device)[:, None] + torch.arange(steps, device=device)  # (B, steps)
-            source = self.row_ids if isinstance(self._source, slice) else self._source[:, None]  # (B, 1) pool rows
-            self.pool.data[:, :, source, :, positions] = self.data[:, :, self.row_ids, :, positions]
+            self.pool.data[:, :, self._pool_ids, :, positions] = self.data[:, :, self.row_ids, :, positions]
         self.pool.written(self.pool_rows, max(self.lengths, default=0) + steps)
 
     def keep(self, rows: Sequence[int], steps: int) -> "DecodeScratch":

@@ -173,7 +173,7 @@ class SmallPolicy:
             real = open_rows.long()  # a closed row's end token waits for observe
             if scratch is None:
                 rows_now = list(range(batch)) if decoding is None else decoding.tolist()
-                scratch = DecodeScratch(self.cache, rows_now, [ordered[r].length for r in rows_now], span)  # t == 0
+                scratch = DecodeScratch(self.cache, rows_now, [ordered[r].length for r in rows_now], span)  # at t == 0: nothing fed yet
             logits = self._forward(embeds, lengths, real, scratch.span, scratch)[:, -1].float()  # (B', V)
             lengths = lengths + real
             fed += 1
